@@ -1,0 +1,152 @@
+//! The command line, as parsed by clap: raw strings, checked later in `settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "release-capsule",
+    version,
+    about = "Build, publish and verify release capsules: one immutable OCI artifact per release, for Kargo promotions."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a capsule into a local OCI image layout (no registry needed).
+    Build(BuildArgs),
+    /// Build a capsule and push it (and optionally the image) to a registry.
+    Publish(PublishArgs),
+    /// Check that a published capsule is the real release of an image, then unpack it.
+    Verify(VerifyArgs),
+    /// Download a capsule, check its digest and unpack it safely.
+    Pull(PullArgs),
+    /// Run as the GitHub Action step (reads INPUT_* and GITHUB_* from the environment).
+    Action,
+}
+
+/// What names the release and its package: shared by `build` and `publish`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CapsuleArgs {
+    /// The full 40-hex commit the release is built from.
+    #[arg(long)]
+    pub sha: Option<String>,
+    /// The app image repository, without tag (e.g. ghcr.io/my-org/my-app).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// The digest `<image>:git-<sha>` resolves to (index digest for multi-arch).
+    #[arg(long)]
+    pub image_digest: Option<String>,
+    /// Where the capsule goes [default: <image>-release-capsule].
+    #[arg(long)]
+    pub capsule_repository: Option<String>,
+    /// The source repository URL [default: $GITHUB_SERVER_URL/$GITHUB_REPOSITORY].
+    #[arg(long)]
+    pub source_repository: Option<String>,
+    /// helm or kustomize.
+    #[arg(long, default_value = "helm")]
+    pub package_kind: String,
+    /// The chart (or kustomize) directory.
+    #[arg(long)]
+    pub package_path: Option<PathBuf>,
+    /// The release date, RFC 3339 [default: $SOURCE_DATE_EPOCH].
+    #[arg(long)]
+    pub created: Option<String>,
+    /// Use this SBOM file instead of the generated SPDX document.
+    #[arg(long)]
+    pub sbom: Option<PathBuf>,
+    /// Use this provenance file instead of the generated in-toto statement.
+    #[arg(long)]
+    pub provenance: Option<PathBuf>,
+    /// Also write the unpacked capsule tree here.
+    #[arg(long)]
+    pub unpacked: Option<PathBuf>,
+    /// Print one JSON object on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub capsule: CapsuleArgs,
+    /// The OCI image layout directory to write.
+    #[arg(long, default_value = "./release-capsule-oci")]
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OnConflict {
+    /// Refuse to move a tag that names a different release.
+    #[default]
+    Fail,
+    /// Move the tag to the new capsule.
+    Overwrite,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub capsule: CapsuleArgs,
+    #[command(flatten)]
+    pub auth: RegistryAuthArgs,
+    /// Push this OCI image layout (directory or tar) as <image>:git-<sha> first.
+    #[arg(long)]
+    pub image_layout: Option<PathBuf>,
+    /// What to do when the capsule tag already names a different release.
+    #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
+    pub on_conflict: OnConflict,
+    /// Assemble, validate and resolve, but push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryAuthArgs {
+    /// Registry user [env: REGISTRY_USERNAME].
+    #[arg(long)]
+    pub registry_username: Option<String>,
+    /// Registry password or token [env: REGISTRY_PASSWORD].
+    #[arg(long)]
+    pub registry_password: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The capsule: <repo>:<tag> or <repo>@<digest>.
+    #[arg(long)]
+    pub capsule: String,
+    /// The image it must belong to: <repo>:git-<sha>.
+    #[arg(long)]
+    pub image: String,
+    /// The image digest expected (from Kargo Freight), checked as well.
+    #[arg(long)]
+    pub image_digest: Option<String>,
+    /// Unpack the verified capsule here.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: RegistryAuthArgs,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The capsule: <repo>:<tag> or <repo>@<digest>.
+    #[arg(long)]
+    pub capsule: String,
+    /// Where to unpack it (must not exist or be empty).
+    #[arg(long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub auth: RegistryAuthArgs,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

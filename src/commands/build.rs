@@ -1,0 +1,102 @@
+//! `release-capsule build`: a capsule into a local OCI image layout, no network.
+
+use std::fs::File;
+use std::io::BufReader;
+
+use crate::cli::BuildArgs;
+use crate::core::capsule::{self, Built, Documents};
+use crate::core::package::{self, Package};
+use crate::core::release::Release;
+use crate::core::unpack;
+use crate::failure::{Classify, Failure, FailureKind};
+use crate::layout::{self, LayoutError, Staged};
+use crate::report::{self, CapsuleReport};
+use crate::settings::{self, BuildSettings, CapsuleSettings, Env};
+
+pub fn run(args: &BuildArgs, env: Env) -> Result<(), Failure> {
+    let s = BuildSettings::resolve(args, env).or_fail(FailureKind::Input)?;
+    let (release, package, docs) = prepare(&s.capsule, s.image_digest.clone(), s.created)?;
+    let built = write_outputs(&s.capsule, &s.output, &release, &package, &docs)?;
+    let report = CapsuleReport::new(&release, &package, &built);
+    if s.capsule.json {
+        report::print_json(&report);
+    } else {
+        println!("built {}", s.output.display());
+        for line in report.lines() {
+            println!("  {line}");
+        }
+        println!("  publish  skopeo copy oci:{}:{} docker://{}:{}", s.output.display(), report.tag, report.capsule_repository, report.tag);
+    }
+    Ok(())
+}
+
+/// Scans the package and derives everything the capsule holds. Shared by
+/// build and publish, so both make the same bytes from the same inputs.
+pub fn prepare(
+    s: &CapsuleSettings,
+    image_digest: crate::core::ident::Digest,
+    created: crate::core::timestamp::Created,
+) -> Result<(Release, Package, Documents), Failure> {
+    eprintln!("scanning {} package at {}", s.package_kind, s.package_path.display());
+    let package = package::scan(&s.package_path, s.package_kind).or_fail(FailureKind::Input)?;
+    for w in &package.warnings {
+        eprintln!("warning: {}: {}", s.package_path.join(&w.file).display(), w.message);
+    }
+    eprintln!("  {} files, {}, package digest {}", package.file_count(), report::human_size(package.total_size), package.digest);
+    let release = Release {
+        git_commit: s.sha.clone(),
+        created,
+        source: s.source.clone(),
+        image: s.image.clone(),
+        image_digest,
+        capsule: s.capsule.clone(),
+        package_kind: s.package_kind,
+        package_digest: package.digest.clone(),
+        chart: package.chart.clone(),
+    };
+    let user_sbom = settings::read_optional("--sbom", s.sbom.as_deref()).or_fail(FailureKind::Input)?;
+    let user_provenance = settings::read_optional("--provenance", s.provenance.as_deref()).or_fail(FailureKind::Input)?;
+    let docs = capsule::documents(&release, &package, &s.package_source_path, user_sbom, user_provenance).or_fail(FailureKind::Input)?;
+    Ok((release, package, docs))
+}
+
+fn layout_failure(e: LayoutError) -> Failure {
+    match e {
+        LayoutError::Io { .. } => Failure::failed(e),
+        LayoutError::Capsule(capsule::CapsuleError::Archive(_)) => Failure::failed(e),
+        LayoutError::NotALayout { .. } | LayoutError::Capsule(_) => Failure::input(e),
+    }
+}
+
+/// Writes the layout (and the unpacked tree) into staging directories and
+/// moves them into place only when both are complete.
+pub fn write_outputs(
+    s: &CapsuleSettings,
+    out: &std::path::Path,
+    release: &Release,
+    package: &Package,
+    docs: &Documents,
+) -> Result<Built, Failure> {
+    if let Some(dir) = &s.unpacked {
+        layout::check_output(dir).map_err(layout_failure)?;
+    }
+    let (staged, built) = layout::stage_capsule_layout(out, release, package, docs).map_err(layout_failure)?;
+    eprintln!("  layer {} ({})", built.layer.digest, report::human_size(built.layer.size));
+    let unpacked = s.unpacked.as_ref().map(|dir| unpack_into(&staged, &built, dir)).transpose()?;
+    staged.commit(layout::is_layout).map_err(layout_failure)?;
+    if let Some(u) = unpacked {
+        u.commit(|_| true).map_err(layout_failure)?;
+    }
+    Ok(built)
+}
+
+/// The unpacked tree comes from the layer itself, through the same safe
+/// unpacker `pull` uses: what it shows is exactly what consumers get.
+fn unpack_into(staged: &Staged, built: &Built, dir: &std::path::Path) -> Result<Staged, Failure> {
+    let target = Staged::new(dir).map_err(layout_failure)?;
+    let blob = layout::blob_path(&staged.dir, &built.layer.digest);
+    let file =
+        File::open(&blob).map_err(|e| Failure::failed(anyhow::Error::new(e).context(format!("{}: cannot be read", blob.display()))))?;
+    unpack::unpack(BufReader::new(file), &target.dir).or_fail(FailureKind::Failed)?;
+    Ok(target)
+}

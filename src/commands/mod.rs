@@ -1,0 +1,4 @@
+//! One module per subcommand. Each resolves its settings, runs, and reports.
+
+pub mod build;
+pub mod publish;

@@ -1,0 +1,246 @@
+//! Unpacking a capsule archive that came from somewhere else. Everything spec
+//! section 2 forbids is refused, sizes are counted as bytes arrive (headers are
+//! not trusted), and nothing is written outside the output directory.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::ident::Digest;
+use super::package::{MAX_FILE_SIZE, MAX_TOTAL_SIZE};
+
+/// Room for tar headers and padding on top of the content limit.
+const MAX_DECOMPRESSED: u64 = MAX_TOTAL_SIZE + 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("output directory {dir}: already exists and is not empty; give a new or empty directory")]
+    OutputNotEmpty { dir: PathBuf },
+    #[error("archive entry {path:?}: {reason}")]
+    Unsafe { path: String, reason: &'static str },
+    #[error("archive entry {path:?}: is a {kind}; a capsule holds only regular files and directories")]
+    Forbidden { path: String, kind: String },
+    #[error("archive entry {path:?}: more than the 50 MiB per-file limit")]
+    FileTooLarge { path: String },
+    #[error("archive: expands to more than the 100 MiB limit (a compression bomb, or not a capsule)")]
+    TooLarge,
+    #[error("archive: is not a valid gzip'd tar")]
+    Corrupt(#[source] io::Error),
+    #[error("{path}: cannot be written")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackedFile {
+    pub path: String,
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+/// Stops the decompressor once it has produced more than `left` bytes.
+struct Budget<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| io::Error::other(BombMarker))?;
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct BombMarker;
+impl std::fmt::Display for BombMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("decompressed size limit reached")
+    }
+}
+impl std::error::Error for BombMarker {}
+
+fn is_bomb(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<BombMarker>())
+}
+
+fn corrupt(e: io::Error) -> UnpackError {
+    if is_bomb(&e) {
+        UnpackError::TooLarge
+    } else {
+        UnpackError::Corrupt(e)
+    }
+}
+
+/// Checks an entry name against spec section 2 and returns it without a
+/// trailing slash.
+fn checked_name(raw: &[u8], is_dir: bool) -> Result<String, UnpackError> {
+    let lossy = String::from_utf8_lossy(raw).into_owned();
+    let unsafe_ = |reason| UnpackError::Unsafe { path: lossy.clone(), reason };
+    let name = std::str::from_utf8(raw).map_err(|_| unsafe_("the name is not UTF-8"))?;
+    if name.starts_with('/') {
+        return Err(unsafe_("absolute paths are not allowed"));
+    }
+    if name.starts_with("./") {
+        return Err(unsafe_("names must not start with ./"));
+    }
+    if name.contains('\\') {
+        return Err(unsafe_("backslashes are not allowed"));
+    }
+    let name = if is_dir { name.strip_suffix('/').unwrap_or(name) } else { name };
+    if name.is_empty() || name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
+        return Err(unsafe_("empty, '.' or '..' path segments are not allowed"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Unpacks the gzip'd tar read from `layer` into `out`, which must not exist
+/// or be empty. Returns every file with its size and sha256.
+pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
+    let write_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| UnpackError::Write { path, source }
+    };
+    match fs::read_dir(out) {
+        Ok(mut it) => {
+            if it.next().is_some() {
+                return Err(UnpackError::OutputNotEmpty { dir: out.to_owned() });
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(out).map_err(write_err(out))?,
+        Err(e) => return Err(write_err(out)(e)),
+    }
+    let gz = flate2::read::GzDecoder::new(layer);
+    let mut archive = tar::Archive::new(Budget { inner: gz, left: MAX_DECOMPRESSED });
+    let mut dirs: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut files = Vec::new();
+    let mut total = 0u64;
+    for entry in archive.entries().map_err(corrupt)? {
+        let mut entry = entry.map_err(corrupt)?;
+        let kind = entry.header().entry_type();
+        let is_dir = kind.is_dir();
+        let raw_path = entry.path_bytes().into_owned();
+        if !(is_dir || kind.is_file()) {
+            return Err(UnpackError::Forbidden { path: String::from_utf8_lossy(&raw_path).into_owned(), kind: kind_name(kind) });
+        }
+        let name = checked_name(&raw_path, is_dir)?;
+        if !seen.insert(name.clone()) {
+            return Err(UnpackError::Unsafe { path: name, reason: "the archive holds this name twice" });
+        }
+        if let Some((parent, _)) = name.rsplit_once('/') {
+            if !dirs.contains(parent) {
+                return Err(UnpackError::Unsafe { path: name, reason: "its parent directory has no entry before it" });
+            }
+        }
+        let dest = out.join(&name);
+        if is_dir {
+            fs::create_dir(&dest).map_err(write_err(&dest))?;
+            dirs.insert(name);
+            continue;
+        }
+        if entry.header().size().unwrap_or(u64::MAX) > MAX_FILE_SIZE {
+            return Err(UnpackError::FileTooLarge { path: name });
+        }
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&dest).map_err(write_err(&dest))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = entry.read(&mut buf).map_err(corrupt)?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            total += n as u64;
+            if size > MAX_FILE_SIZE {
+                return Err(UnpackError::FileTooLarge { path: name });
+            }
+            if total > MAX_TOTAL_SIZE {
+                return Err(UnpackError::TooLarge);
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(write_err(&dest))?;
+        }
+        files.push(UnpackedFile { path: name, size, sha256: Digest::from_hasher(hasher) });
+    }
+    Ok(files)
+}
+
+fn kind_name(kind: tar::EntryType) -> String {
+    match kind {
+        tar::EntryType::Symlink => "symlink".into(),
+        tar::EntryType::Link => "hardlink".into(),
+        tar::EntryType::Char => "character device".into(),
+        tar::EntryType::Block => "block device".into(),
+        tar::EntryType::Fifo => "FIFO".into(),
+        other => format!("tar entry of type {:?}", other.as_byte() as char),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tgz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        let raw = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn file(b: &mut tar::Builder<Vec<u8>>, name: &[u8], data: &[u8], kind: tar::EntryType) {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+
+    #[test]
+    fn refuses_what_section_2_forbids() {
+        let cases: Vec<(&[u8], tar::EntryType)> = vec![
+            (b"../evil", tar::EntryType::Regular),
+            (b"/etc/evil", tar::EntryType::Regular),
+            (b"./release.yaml", tar::EntryType::Regular),
+            (b"a\\b", tar::EntryType::Regular),
+            (b"link", tar::EntryType::Symlink),
+            (b"hard", tar::EntryType::Link),
+            (b"dev", tar::EntryType::Char),
+            (b"fifo", tar::EntryType::Fifo),
+            (b"nodir/file", tar::EntryType::Regular),
+        ];
+        for (name, kind) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("out");
+            let layer = tgz(|b| file(b, name, b"x", kind));
+            let err = unpack(&layer[..], &out).unwrap_err();
+            assert!(matches!(err, UnpackError::Unsafe { .. } | UnpackError::Forbidden { .. }), "{name:?}: {err}");
+            assert!(!dir.path().join("evil").exists());
+        }
+    }
+
+    #[test]
+    fn unpacks_and_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = tgz(|b| {
+            file(b, b"d/", b"", tar::EntryType::Directory);
+            file(b, b"d/f", b"hi", tar::EntryType::Regular);
+        });
+        let files = unpack(&layer[..], &dir.path().join("o")).unwrap();
+        assert_eq!(files, vec![UnpackedFile { path: "d/f".into(), size: 2, sha256: Digest::of(b"hi") }]);
+        assert_eq!(fs::read(dir.path().join("o/d/f")).unwrap(), b"hi");
+        assert!(matches!(unpack(&layer[..], &dir.path().join("o")), Err(UnpackError::OutputNotEmpty { .. })));
+    }
+}

@@ -1,0 +1,166 @@
+//! OCI image layout directories (spec section 6): the local form of a capsule,
+//! written whole into a temporary sibling and moved into place, so a failed
+//! build never leaves a half-written layout behind.
+
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::capsule::{self, Built, CapsuleError, Documents};
+use crate::core::ident::Digest;
+use crate::core::manifest::{Descriptor, ANN_REF_NAME, ARTIFACT_TYPE, EMPTY_CONFIG, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+use crate::core::package::Package;
+use crate::core::release::Release;
+use crate::core::to_compact_json;
+
+pub const OCI_LAYOUT_FILE: &str = "oci-layout";
+pub const INDEX_FILE: &str = "index.json";
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("output {path}: exists and is not an OCI image layout; choose another --output or remove it")]
+    NotALayout { path: PathBuf },
+    #[error("{path}: cannot be written")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Capsule(#[from] CapsuleError),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> LayoutError + '_ {
+    move |source| LayoutError::Io { path: path.to_owned(), source }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    pub schema_version: u32,
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+}
+
+/// The blob path for a digest inside a layout.
+pub fn blob_path(layout: &Path, digest: &Digest) -> PathBuf {
+    layout.join("blobs").join("sha256").join(digest.hex())
+}
+
+/// A fresh, hidden sibling of `target` to build into before the final rename.
+pub fn staging_dir(target: &Path) -> Result<PathBuf, LayoutError> {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(io_at(&parent))?;
+    let name = target.file_name().map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io_at(&staging))?;
+    }
+    Ok(staging)
+}
+
+/// Replaces `target` with the finished `staging` directory. An existing
+/// target is replaced only when `may_replace` says it is ours to replace.
+pub fn commit_dir(staging: &Path, target: &Path, may_replace: impl Fn(&Path) -> bool) -> Result<(), LayoutError> {
+    if target.exists() {
+        let empty = fs::read_dir(target).map(|mut d| d.next().is_none()).unwrap_or(false);
+        if !empty && !may_replace(target) {
+            return Err(LayoutError::NotALayout { path: target.to_owned() });
+        }
+        fs::remove_dir_all(target).map_err(io_at(target))?;
+    }
+    fs::rename(staging, target).map_err(io_at(target))
+}
+
+pub fn is_layout(dir: &Path) -> bool {
+    dir.join(OCI_LAYOUT_FILE).is_file()
+}
+
+/// A directory being written next to its target; removed on drop unless committed.
+#[derive(Debug)]
+pub struct Staged {
+    pub dir: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    pub fn new(target: &Path) -> Result<Self, LayoutError> {
+        Ok(Self { dir: staging_dir(target)?, target: target.to_owned(), committed: false })
+    }
+    /// Moves the finished directory into place. `may_replace` says whether a
+    /// non-empty existing target is ours to replace.
+    pub fn commit(mut self, may_replace: impl Fn(&Path) -> bool) -> Result<(), LayoutError> {
+        commit_dir(&self.dir, &self.target, may_replace)?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Fails early when `out` holds something that is not ours to replace.
+pub fn check_output(out: &Path) -> Result<(), LayoutError> {
+    if out.exists() && !is_layout(out) && fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
+        return Err(LayoutError::NotALayout { path: out.to_owned() });
+    }
+    Ok(())
+}
+
+/// Builds the capsule into a staged OCI image layout for `out`, tagged
+/// `git-<sha>`; [`Staged::commit`] with [`is_layout`] puts it in place.
+pub fn stage_capsule_layout(out: &Path, r: &Release, package: &Package, docs: &Documents) -> Result<(Staged, Built), LayoutError> {
+    check_output(out)?;
+    let staged = Staged::new(out)?;
+    let built = write_into(&staged.dir, r, package, docs)?;
+    Ok((staged, built))
+}
+
+fn write_into(dir: &Path, r: &Release, package: &Package, docs: &Documents) -> Result<Built, LayoutError> {
+    let blobs = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
+    let partial = blobs.join(".layer.partial");
+    let file = fs::File::create(&partial).map_err(io_at(&partial))?;
+    let (built, writer) = capsule::write(r, package, docs, BufWriter::with_capacity(256 * 1024, file))?;
+    writer
+        .into_inner()
+        .map_err(|e| LayoutError::Io { path: partial.clone(), source: e.into_error() })?
+        .sync_all()
+        .map_err(io_at(&partial))?;
+    let layer_path = blob_path(dir, &built.layer.digest);
+    fs::rename(&partial, &layer_path).map_err(io_at(&layer_path))?;
+    write_file(&blob_path(dir, &Digest::of(EMPTY_CONFIG)), EMPTY_CONFIG)?;
+    write_file(&blob_path(dir, &built.digest), &built.manifest_bytes)?;
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(INDEX_MEDIA_TYPE.into()),
+        manifests: vec![Descriptor {
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            digest: built.digest.to_string(),
+            size: built.manifest_bytes.len() as u64,
+            artifact_type: Some(ARTIFACT_TYPE.into()),
+            annotations: [(ANN_REF_NAME.to_owned(), r.tag())].into(),
+        }],
+    };
+    write_file(&dir.join(INDEX_FILE), &to_compact_json(&index))?;
+    write_file(&dir.join(OCI_LAYOUT_FILE), OCI_LAYOUT)?;
+    Ok(built)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    let mut f = fs::File::create(path).map_err(io_at(path))?;
+    f.write_all(bytes).map_err(io_at(path))
+}

@@ -1,0 +1,13 @@
+//! release-capsule: one immutable OCI artifact per release, the centre of
+//! release truth for Kargo promotions.
+//!
+//! `core` is pure and deterministic; `layout`, `registry` and `github` are the
+//! edges; `commands` wires them together behind the CLI.
+
+pub mod cli;
+pub mod commands;
+pub mod core;
+pub mod failure;
+pub mod layout;
+pub mod report;
+pub mod settings;

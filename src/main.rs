@@ -1,0 +1,23 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use release_capsule::cli::{Cli, Command};
+use release_capsule::commands;
+use release_capsule::failure::Failure;
+use release_capsule::settings::process_env;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), Failure> = match &cli.command {
+        Command::Build(args) => commands::build::run(args, &process_env),
+        Command::Publish(args) => commands::publish::run(args, &process_env),
+        _ => Err(Failure::input(anyhow::anyhow!("this command is not available yet"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Raw inputs (flags, environment) resolved once into validated settings. After
+//! this, the rest of the program holds parsed values only.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{BuildArgs, CapsuleArgs};
+use crate::core::ident::{Digest, GitSha, IdentError, Repository, SourceUrl};
+use crate::core::package::{PackageError, PackageKind};
+use crate::core::timestamp::{Created, TimestampError};
+
+/// Reads an environment variable; a function so tests need no process env.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{flag} is required: {hint}")]
+    Missing { flag: &'static str, hint: &'static str },
+    #[error("{flag}: {source}")]
+    Ident {
+        flag: &'static str,
+        #[source]
+        source: IdentError,
+    },
+    #[error("{flag}: {source}")]
+    Time {
+        flag: &'static str,
+        #[source]
+        source: TimestampError,
+    },
+    #[error("--package-kind: {0}")]
+    Kind(#[source] PackageError),
+    #[error("{flag} {path}: cannot be read")]
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn parse<T: std::str::FromStr<Err = IdentError>>(flag: &'static str, v: &str) -> Result<T, SettingsError> {
+    v.trim().parse().map_err(|source| SettingsError::Ident { flag, source })
+}
+
+/// What names the release and its package, validated.
+#[derive(Debug, Clone)]
+pub struct CapsuleSettings {
+    pub sha: GitSha,
+    pub image: Repository,
+    pub image_digest: Option<Digest>,
+    pub capsule: Repository,
+    pub source: SourceUrl,
+    pub package_kind: PackageKind,
+    pub package_path: PathBuf,
+    /// The package directory relative to the source repository root: the same
+    /// string in every checkout, so provenance does not depend on where CI cloned.
+    pub package_source_path: String,
+    pub created: Option<Created>,
+    pub sbom: Option<PathBuf>,
+    pub provenance: Option<PathBuf>,
+    pub unpacked: Option<PathBuf>,
+    pub json: bool,
+}
+
+impl CapsuleSettings {
+    pub fn resolve(args: &CapsuleArgs, env: Env) -> Result<Self, SettingsError> {
+        let sha = args
+            .sha
+            .as_deref()
+            .ok_or(SettingsError::Missing { flag: "--sha", hint: "pass the full 40-hex commit, e.g. --sha \"$(git rev-parse HEAD)\"" })?;
+        let sha: GitSha = parse("--sha", sha)?;
+        let image: Repository = parse(
+            "--image",
+            args.image.as_deref().ok_or(SettingsError::Missing {
+                flag: "--image",
+                hint: "pass the app image repository without a tag, e.g. --image ghcr.io/my-org/my-app",
+            })?,
+        )?;
+        let image_digest = args.image_digest.as_deref().map(|d| parse("--image-digest", d)).transpose()?;
+        let capsule = match args.capsule_repository.as_deref() {
+            Some(c) => parse("--capsule-repository", c)?,
+            None => Repository::default_capsule_for(&image),
+        };
+        let source = match args.source_repository.clone().or_else(|| github_source(env)) {
+            Some(url) => parse("--source-repository", &url)?,
+            None => {
+                return Err(SettingsError::Missing {
+                    flag: "--source-repository",
+                    hint: "pass the https URL of the source repository, e.g. --source-repository https://github.com/my-org/my-app",
+                })
+            }
+        };
+        let package_kind: PackageKind = args.package_kind.parse().map_err(SettingsError::Kind)?;
+        let package_path = args
+            .package_path
+            .clone()
+            .ok_or(SettingsError::Missing { flag: "--package-path", hint: "pass the chart (or kustomize) directory" })?;
+        let created = match (&args.created, env("SOURCE_DATE_EPOCH")) {
+            (Some(c), _) => Some(c.parse().map_err(|source| SettingsError::Time { flag: "--created", source })?),
+            (None, Some(epoch)) => {
+                Some(Created::from_epoch_str(&epoch).map_err(|source| SettingsError::Time { flag: "SOURCE_DATE_EPOCH", source })?)
+            }
+            (None, None) => None,
+        };
+        Ok(Self {
+            sha,
+            image,
+            image_digest,
+            capsule,
+            source,
+            package_kind,
+            package_source_path: source_relative_path(&package_path),
+            package_path,
+            created,
+            sbom: args.sbom.clone(),
+            provenance: args.provenance.clone(),
+            unpacked: args.unpacked.clone(),
+            json: args.json,
+        })
+    }
+}
+
+fn github_source(env: Env) -> Option<String> {
+    let repo = env("GITHUB_REPOSITORY")?;
+    let server = env("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".into());
+    Some(format!("{}/{repo}", server.trim_end_matches('/')))
+}
+
+/// The path of `dir` relative to the enclosing git work tree (the nearest
+/// ancestor with a `.git`), else the path as given, normalized.
+pub fn source_relative_path(dir: &Path) -> String {
+    let normalized = |p: &Path| {
+        let s: Vec<String> = p
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if s.is_empty() {
+            ".".to_owned()
+        } else {
+            s.join("/")
+        }
+    };
+    if let Ok(real) = std::fs::canonicalize(dir) {
+        for root in real.ancestors() {
+            if root.join(".git").exists() {
+                return normalized(real.strip_prefix(root).unwrap_or(&real));
+            }
+        }
+    }
+    if dir.is_absolute() {
+        dir.file_name().map_or_else(|| ".".into(), |n| n.to_string_lossy().into_owned())
+    } else {
+        normalized(dir)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    pub capsule: CapsuleSettings,
+    pub image_digest: Digest,
+    pub created: Created,
+    pub output: PathBuf,
+}
+
+impl BuildSettings {
+    pub fn resolve(args: &BuildArgs, env: Env) -> Result<Self, SettingsError> {
+        let capsule = CapsuleSettings::resolve(&args.capsule, env)?;
+        let image_digest = capsule.image_digest.clone().ok_or(SettingsError::Missing {
+            flag: "--image-digest",
+            hint: "build works offline, so pass the digest <image>:git-<sha> resolves to (publish can look it up)",
+        })?;
+        let created = capsule.created.ok_or(SettingsError::Missing {
+            flag: "--created",
+            hint: "pass the release date (RFC 3339) or set SOURCE_DATE_EPOCH; build never uses the clock",
+        })?;
+        Ok(Self { capsule, image_digest, created, output: args.output.clone() })
+    }
+}
+
+/// Reads an optional user file named by a flag.
+pub fn read_optional(flag: &'static str, path: Option<&Path>) -> Result<Option<crate::core::capsule::UserDocument>, SettingsError> {
+    path.map(|p| {
+        std::fs::read(p)
+            .map(|bytes| crate::core::capsule::UserDocument { path: p.display().to_string(), bytes })
+            .map_err(|source| SettingsError::Read { flag, path: p.to_owned(), source })
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> CapsuleArgs {
+        CapsuleArgs {
+            sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            image: Some("ghcr.io/acme/app".into()),
+            package_kind: "helm".into(),
+            package_path: Some("charts/app".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn source_comes_from_github_env_when_not_given() {
+        let env = |k: &str| match k {
+            "GITHUB_REPOSITORY" => Some("acme/app".to_owned()),
+            "SOURCE_DATE_EPOCH" => Some("1700000000".to_owned()),
+            _ => None,
+        };
+        let s = CapsuleSettings::resolve(&args(), &env).unwrap();
+        assert_eq!(s.source.as_str(), "https://github.com/acme/app");
+        assert_eq!(s.capsule.to_string(), "ghcr.io/acme/app-release-capsule");
+        assert_eq!(s.created.unwrap().to_string(), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn errors_name_the_flag() {
+        let none = |_: &str| None;
+        let mut a = args();
+        a.sha = Some("ABC".into());
+        let e = CapsuleSettings::resolve(&a, &none).unwrap_err().to_string();
+        assert!(e.starts_with("--sha: invalid commit sha \"ABC\""), "{e}");
+        let e = CapsuleSettings::resolve(&args(), &none).unwrap_err().to_string();
+        assert!(e.starts_with("--source-repository is required"), "{e}");
+    }
+}
+
+/// Registry credentials: flags first, then `REGISTRY_USERNAME` / `REGISTRY_PASSWORD`.
+/// Anonymous when neither is set.
+#[derive(Clone, Default)]
+pub struct RegistryCredentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    // Never print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl RegistryCredentials {
+    pub fn resolve(args: &crate::cli::RegistryAuthArgs, env: Env) -> Self {
+        Self {
+            username: args.registry_username.clone().or_else(|| env("REGISTRY_USERNAME")),
+            password: args.registry_password.clone().or_else(|| env("REGISTRY_PASSWORD")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishSettings {
+    pub capsule: CapsuleSettings,
+    pub credentials: RegistryCredentials,
+    pub image_layout: Option<PathBuf>,
+    pub on_conflict: crate::cli::OnConflict,
+    pub dry_run: bool,
+}
+
+impl PublishSettings {
+    pub fn resolve(args: &crate::cli::PublishArgs, env: Env) -> Result<Self, SettingsError> {
+        Ok(Self {
+            capsule: CapsuleSettings::resolve(&args.capsule, env)?,
+            credentials: RegistryCredentials::resolve(&args.auth, env),
+            image_layout: args.image_layout.clone(),
+            on_conflict: args.on_conflict,
+            dry_run: args.dry_run,
+        })
+    }
+}
