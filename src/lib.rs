@@ -9,5 +9,6 @@ pub mod commands;
 pub mod core;
 pub mod failure;
 pub mod layout;
+pub mod registry;
 pub mod report;
 pub mod settings;
