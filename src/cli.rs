@@ -97,7 +97,8 @@ pub struct PublishArgs {
     /// Push this OCI image layout (directory or tar) as <image>:git-<sha> first.
     #[arg(long)]
     pub image_layout: Option<PathBuf>,
-    /// What to do when the capsule tag already names a different release.
+    /// What to do when the capsule tag already names a different release (or,
+    /// with --image-layout, the image tag names a different image).
     #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
     pub on_conflict: OnConflict,
     /// Assemble, validate and resolve, but push nothing.

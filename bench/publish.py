@@ -1,0 +1,177 @@
+#!/usr/bin/env python3
+"""Benchmarks for `release-capsule publish`, run by hand (not tests):
+
+    cargo build --release
+    .venv/bin/python bench/publish.py [--bin target/release/release-capsule] [--gib 1] [--rounds 3]
+
+Everything runs against one local docker-registry started here, and every
+number is printed next to a real peer's, measured in the same run:
+
+1. Image push: a generated OCI image layout (random, incompressible data in
+   8 layers, --gib in total) pushed by `publish --image-layout` vs
+   `skopeo copy oci:... docker://...`. Time ratio (target <= 1.0) and our peak
+   RSS (target <= 64 MiB), measured with wait4() on the child alone.
+2. Capsule push of a typical chart (Helm's starter chart) vs Helm's own
+   `helm package` + `helm push` (the Helm v4 SDK, in process, so Helm pays no
+   process start-up and we do). Time ratio (target <= 1.0).
+3. A republish that has nothing to do: HTTP requests made (target <= 4),
+   counted by a proxy in front of the registry.
+
+Each measurement pushes into a fresh repository, so nothing is skipped as
+already present. Medians over --rounds rounds; runs alternate between us and
+the peer so neither gets a warmer machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "py"))
+
+from harness.fault_proxy import FaultProxy  # noqa: E402
+from harness.registry import Registry  # noqa: E402
+
+import image_layouts as il  # noqa: E402
+
+SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+TAG = f"git-{SHA}"
+MiB = 1024 * 1024
+
+
+def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, subprocess.CompletedProcess]:
+    """(seconds, peak RSS in bytes of that child alone, result)."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(argv, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        elapsed = time.perf_counter() - start
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        res = subprocess.CompletedProcess(argv, p.returncode, out.read().decode(), err.read().decode())
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(argv[:3])}... failed ({res.returncode}):\n{res.stderr[-3000:]}")
+    return elapsed, usage.ru_maxrss * 1024, res
+
+
+def publish_argv(binary: Path, image: str, chart: Path, *extra: str) -> list[str]:
+    return [str(binary), "publish", "--sha", SHA, "--image", image, "--source-repository", "https://github.com/acme/app",
+            "--package-path", str(chart), *extra]
+
+
+def env_for(tmp: Path) -> dict[str, str]:
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "TMPDIR": str(tmp)}
+
+
+def warm(path: Path) -> None:
+    """Reads every file once so both contenders start from the page cache."""
+    for f in path.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                while fh.read(8 * MiB):
+                    pass
+
+
+def bench_image_push(binary: Path, reg: Registry, tmp: Path, gib: float, rounds: int, chart: Path) -> None:
+    layer = int(gib * 1024 * MiB / 8)
+    print(f"generating an OCI image layout: 8 layers x {layer / MiB:.0f} MiB of random data ...", flush=True)
+    layout = il.single_arch(tmp / "big-image", layer_sizes=[layer] * 8, seed=99)
+    total = sum(f.stat().st_size for f in (layout.path / "blobs" / "sha256").iterdir())
+    warm(layout.path)
+    env = env_for(tmp)
+    ours_t, peer_t, ours_rss, peer_rss = [], [], [], []
+    for r in range(rounds):
+        t, rss, _ = run_measured(publish_argv(binary, f"{reg.host}/bench/ours-{r}", chart, "--image-layout", str(layout.path)), env)
+        ours_t.append(t)
+        ours_rss.append(rss)
+        t, rss, _ = run_measured(["skopeo", "copy", "--dest-tls-verify=false", "--preserve-digests",
+                                  f"oci:{layout.path}", f"docker://{reg.host}/bench/skopeo-{r}:{TAG}"], env)
+        peer_t.append(t)
+        peer_rss.append(rss)
+        print(f"  round {r + 1}: release-capsule {ours_t[-1]:.2f} s, {ours_rss[-1] / MiB:.1f} MiB; "
+              f"skopeo {peer_t[-1]:.2f} s, {peer_rss[-1] / MiB:.1f} MiB", flush=True)
+    ours, peer = statistics.median(ours_t), statistics.median(peer_t)
+    print(f"image push, {total / MiB:.0f} MiB in 8 layers (median of {rounds}):")
+    print(f"  release-capsule publish --image-layout  {ours:7.2f} s  {total / MiB / ours:7.1f} MiB/s  peak RSS {max(ours_rss) / MiB:.1f} MiB")
+    print(f"  skopeo copy oci: docker://              {peer:7.2f} s  {total / MiB / peer:7.1f} MiB/s  peak RSS {max(peer_rss) / MiB:.1f} MiB")
+    print(f"  time ratio ours/skopeo = {ours / peer:.2f} (target <= 1.0); our peak RSS {max(ours_rss) / MiB:.1f} MiB (target <= 64)")
+    shutil.rmtree(layout.path)
+
+
+def bench_chart_push(binary: Path, reg: Registry, tmp: Path, rounds: int) -> None:
+    import helm_python
+
+    with helm_python.Chart.create("typical", tmp / "charts"):
+        pass
+    chart = tmp / "charts" / "typical"
+    # The capsule names an image: push a small one once.
+    small = il.single_arch(tmp / "small-image")
+    image = f"{reg.host}/bench/app"
+    env = env_for(tmp)
+    run_measured(publish_argv(binary, image, chart, "--image-layout", str(small.path), "--capsule-repository", f"{reg.host}/bench/warmup"), env)
+    ours_t, peer_t = [], []
+    for r in range(rounds):
+        t, _, _ = run_measured(publish_argv(binary, image, chart, "--capsule-repository", f"{reg.host}/bench/capsule-{r}"), env)
+        ours_t.append(t)
+        start = time.perf_counter()
+        dest = tmp / f"helm-pkg-{r}"
+        dest.mkdir()
+        archive = helm_python.package(chart, destination=dest)
+        helm_python.push(archive, f"oci://{reg.host}/bench/helm-{r}", plain_http=True)
+        peer_t.append(time.perf_counter() - start)
+    ours, peer = statistics.median(ours_t), statistics.median(peer_t)
+    print(f"capsule push of Helm's starter chart (median of {rounds}):")
+    print(f"  release-capsule publish (resolve image, build, push, read back)  {ours * 1000:7.1f} ms")
+    print(f"  helm package + helm push (Helm v4 SDK, in process)               {peer * 1000:7.1f} ms")
+    print(f"  time ratio ours/helm = {ours / peer:.2f} (target <= 1.0)")
+
+
+def bench_noop(binary: Path, reg: Registry, tmp: Path, chart: Path) -> None:
+    with FaultProxy(reg.host) as proxy:
+        image = f"{proxy.host}/bench/noop"
+        small = il.single_arch(tmp / "noop-image", seed=5)
+        env = env_for(tmp)
+        run_measured(publish_argv(binary, image, chart, "--image-layout", str(small.path)), env)
+        print("republish with nothing to do:")
+        for label, extra in (("with --image-layout", ["--image-layout", str(small.path)]), ("image already in the registry", [])):
+            proxy.reset()
+            _, _, res = run_measured(publish_argv(binary, image, chart, *extra), env)
+            log = [f"{e.method} {e.path.split('/v2/')[-1]}" for e in proxy.log]
+            writes = [e for e in proxy.log if e.method in ("POST", "PUT", "PATCH", "DELETE")]
+            print(f"  {label}: {len(log)} HTTP requests (target <= 4), {len(writes)} writes: {', '.join(log)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", type=Path, default=ROOT / "target" / "release" / "release-capsule")
+    ap.add_argument("--gib", type=float, default=1.0, help="image size in GiB (default 1)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-image", action="store_true", help="skip the (slow) image push benchmark")
+    args = ap.parse_args()
+    if not args.bin.is_file():
+        raise SystemExit(f"{args.bin} not found; run `cargo build --release` or pass --bin")
+    chart = ROOT / "examples" / "charts" / "hello"
+    with tempfile.TemporaryDirectory(prefix="rc-bench-") as t, Registry(access_log=False) as reg:
+        tmp = Path(t)
+        print(f"registry {reg.host} (distribution 2.8, storage {reg.storage_dir}); binary {args.bin}\n", flush=True)
+        if not args.skip_image:
+            bench_image_push(args.bin, reg, tmp, args.gib, args.rounds, chart)
+            print()
+        bench_chart_push(args.bin, reg, tmp, max(args.rounds, 5))
+        print()
+        bench_noop(args.bin, reg, tmp, chart)
+
+
+if __name__ == "__main__":
+    main()
