@@ -165,10 +165,16 @@ pub async fn publish_with<R: RegistryClient>(
 ) -> Result<PublishOutcome, Failure> {
     let c = &s.capsule;
     let tag = c.sha.tag();
-    let mut image = match &s.image_layout {
-        Some(path) => inspect_image_layout(registry, s, path, &tag).await?,
-        None => resolve_image(registry, s, &tag).await?,
+    // The capsule tag does not depend on the image: resolve both at once.
+    let image = async {
+        match &s.image_layout {
+            Some(path) => inspect_image_layout(registry, s, path, &tag).await,
+            None => resolve_image(registry, s, &tag).await,
+        }
     };
+    let (image, existing) = futures_util::future::join(image, registry.resolve(&c.capsule, &tag)).await;
+    let mut image = image?;
+    let existing = existing.map_err(registry_failure)?;
     let created = choose_created(s, &image, commit_dates).await?;
 
     let (release, package, docs) = build::prepare(c, image.digest.clone(), created)?;
@@ -176,7 +182,7 @@ pub async fn publish_with<R: RegistryClient>(
     let capsule_layout = work.path.join("capsule");
     let built = build::write_outputs(c, &capsule_layout, &release, &package, &docs)?;
     let ours = release::parse(&String::from_utf8_lossy(&docs.release_yaml)).or_fail(FailureKind::Failed)?;
-    let action = capsule_action(registry, s, &built, &ours, &work.path).await?;
+    let action = capsule_action(registry, s, existing, &built, &ours, &work.path).await?;
 
     // Checked; now write. The image first: the capsule names it.
     let image_needs_push = image.to_push.is_some();
@@ -220,18 +226,19 @@ pub async fn publish_with<R: RegistryClient>(
     Ok(PublishOutcome { report, published, image_pushed, dry_run: s.dry_run, warnings: package.warnings, message, http_requests: 0 })
 }
 
-/// Resolves the capsule tag and decides (spec section 7); a conflict without
-/// `--on-conflict overwrite` is an error naming both digests.
+/// Decides from what the capsule tag resolved to (spec section 7); a conflict
+/// without `--on-conflict overwrite` is an error naming both digests.
 async fn capsule_action<R: RegistryClient>(
     registry: &R,
     s: &PublishSettings,
+    existing: Option<Digest>,
     built: &Built,
     ours: &ReleaseDoc,
     work: &Path,
 ) -> Result<CapsuleAction, Failure> {
     let c = &s.capsule;
     let tag = c.sha.tag();
-    let Some(digest) = registry.resolve(&c.capsule, &tag).await.map_err(registry_failure)? else {
+    let Some(digest) = existing else {
         return Ok(CapsuleAction::Push);
     };
     if digest == built.digest {

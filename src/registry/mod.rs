@@ -11,6 +11,7 @@ pub mod auth;
 pub mod endpoint;
 pub mod oci;
 pub mod retry;
+pub mod transport;
 
 pub use oci::{ClientOptions, OciRegistry};
 

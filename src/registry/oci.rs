@@ -10,7 +10,8 @@
 //!   storage redirect or a foreign upload location) and answers 401
 //!   challenges (see [`super::auth`]);
 //! - puts a timeout on the request (connect, idle read, and a total for
-//!   everything but blob downloads, which may be large and only get the idle one);
+//!   everything but blob downloads, which may be large and only get the idle one;
+//!   the HTTP clients are in [`super::transport`]);
 //! - retries 429, 5xx, timeouts and dropped connections with capped
 //!   exponential backoff, honouring `Retry-After` ([`super::retry`]);
 //! - rides out read-after-write lag: right after this client pushed something,
@@ -43,6 +44,7 @@ use tokio::io::AsyncWriteExt;
 use super::auth::{self, Access, AuthCache, Challenge};
 use super::endpoint;
 use super::retry::{self, Backoff, Jitter};
+use super::transport::Transport;
 use super::{FetchedManifest, RegistryClient, RegistryError};
 use crate::core::ident::{Digest, Repository};
 use crate::settings::RegistryCredentials;
@@ -52,10 +54,7 @@ pub const MAX_CHUNK: u64 = 4 * 1024 * 1024;
 /// Manifests and indexes are small; containerd refuses more than 4 MiB too.
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// No byte for this long on an open connection means it is dead.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Whole-request limits: API calls, and one upload chunk (4 MiB at a slow 30 KiB/s).
+/// Whole-request limits (connect and idle-read limits are the transport's): API calls, and one upload chunk (4 MiB at a slow 30 KiB/s).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(150);
 /// No new try starts this long after the first: a registry that hangs
@@ -86,7 +85,7 @@ impl Default for ClientOptions {
 }
 
 pub struct OciRegistry {
-    http: reqwest::Client,
+    http: Transport,
     credentials: Option<(String, String)>,
     auth: AuthCache,
     options: ClientOptions,
@@ -249,23 +248,7 @@ impl From<RegistryError> for SessionError {
 
 impl OciRegistry {
     pub fn new(credentials: &RegistryCredentials, options: ClientOptions) -> Result<Self, RegistryError> {
-        // reqwest is built without a bundled crypto provider; main installs
-        // ring, and library users (tests) get it here.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("release-capsule/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()
-            .map_err(|e| RegistryError::Unreachable {
-                registry: "(client)".into(),
-                message: "cannot set up the HTTP client".into(),
-                source: Some(Box::new(e)),
-            })?;
+        let http = Transport::new()?;
         let credentials = match (&credentials.username, &credentials.password) {
             (Some(u), Some(p)) => Some((u.clone(), p.clone())),
             // A token alone works as the password for GHCR (any user name).
@@ -338,7 +321,7 @@ impl OciRegistry {
             let resp = self.send_raw(call, &authz, pass_401).await?;
             if resp.status() == StatusCode::UNAUTHORIZED {
                 answered_challenge = true;
-                if self.answer_challenge(&resp, call).await? {
+                if self.answer_challenge(&resp, call, &authz).await? {
                     continue;
                 }
                 return Err(self.denied(call, 401));
@@ -356,7 +339,7 @@ impl OciRegistry {
         let mut attempt = 0u32;
         let started = tokio::time::Instant::now();
         loop {
-            let mut rb = self.http.request(call.method.clone(), &call.url).headers(call.headers.clone());
+            let mut rb = self.http.client_for(&call.url)?.request(call.method.clone(), &call.url).headers(call.headers.clone());
             if let Some(t) = call.timeout {
                 rb = rb.timeout(t);
             }
@@ -457,8 +440,10 @@ impl OciRegistry {
         }
     }
 
-    /// Learns from a 401's challenge; true when a retry with credentials may work.
-    async fn answer_challenge(&self, resp: &Response, call: &Call<'_>) -> Result<bool, RegistryError> {
+    /// Learns from a 401's challenge; true when a retry with credentials may
+    /// work. `sent` is what this request carried: what other requests learnt
+    /// meanwhile (they run in parallel) does not decide for this one.
+    async fn answer_challenge(&self, resp: &Response, call: &Call<'_>, sent: &Authz) -> Result<bool, RegistryError> {
         let challenges: Vec<Challenge> = resp
             .headers()
             .get_all(reqwest::header::WWW_AUTHENTICATE)
@@ -471,10 +456,9 @@ impl OciRegistry {
         };
         let registry = call.repo.registry();
         let repo = call.repo.to_string();
-        let known = self.auth.host(registry);
         self.auth.set_host(registry, challenge.clone());
         match challenge {
-            Challenge::Basic => Ok(self.credentials.is_some() && known != Some(Challenge::Basic)),
+            Challenge::Basic => Ok(self.credentials.is_some() && !matches!(sent, Authz::Basic(..))),
             Challenge::Bearer { realm, service } => {
                 // A token we sent was refused (expired): fetch a fresh one.
                 self.auth.drop_token(&repo, call.access);

@@ -111,9 +111,12 @@ def test_retry_after_is_honoured(registry, repo_name, run_cli, tmp_path, fault_p
 
     result_json(run_cli(publish_argv(f"{proxy.host}/{repo_name}", "--image-layout", layout.path)))
 
-    first, second = proxy.log[0], proxy.log[1]
+    faulted = [i for i, e in enumerate(proxy.log) if e.fault is not None]
+    assert len(faulted) == 1
+    first = proxy.log[faulted[0]]
+    second = next(e for e in proxy.log[faulted[0] + 1:] if (e.method, e.path) == (first.method, first.path))
     assert (first.fault, first.status, first.retry_after) == ("status", 429, "2")
-    assert (second.method, second.path, second.fault) == (first.method, first.path, None)
+    assert second.fault is None
     # A lower bound only: the client must not come back before it was told to.
     assert second.time - first.time >= 1.9
 
@@ -127,7 +130,8 @@ def test_a_registry_that_always_fails_is_a_network_error_and_no_tag_appears(regi
     assert proc.returncode == 3, proc.stderr
     assert "no usable answer after 10 attempts (last: HTTP 503)" in proc.stderr, proc.stderr
     assert "re-run" in proc.stderr
-    assert proxy.requests_seen == 10, "a bounded number of tries"
+    # The image and the capsule tag are resolved together: two calls, ten tries each.
+    assert proxy.requests_seen == 20, "a bounded number of tries"
     client = registry.client()
     assert client.tags(repo_name) == [] and client.tags(capsule_repo(repo_name)) == []
 
