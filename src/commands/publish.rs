@@ -618,3 +618,70 @@ fn debug(msg: &str) {
         eprintln!("debug: {msg}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::CapsuleArgs;
+    use crate::settings::{CapsuleSettings, RegistryCredentials};
+
+    fn settings(created: Option<&str>) -> PublishSettings {
+        let args = CapsuleArgs {
+            sha: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            image: Some("ghcr.io/acme/app".into()),
+            source_repository: Some("https://github.com/acme/app".into()),
+            package_kind: "helm".into(),
+            package_path: Some("chart".into()),
+            created: created.map(str::to_owned),
+            ..Default::default()
+        };
+        PublishSettings {
+            capsule: CapsuleSettings::resolve(&args, &|_| None).unwrap(),
+            credentials: RegistryCredentials::default(),
+            image_layout: None,
+            on_conflict: OnConflict::Fail,
+            dry_run: false,
+        }
+    }
+
+    fn image(created: Option<&str>) -> ImageFacts {
+        ImageFacts { digest: Digest::of(b"image"), created: created.map(|c| c.parse().unwrap()), to_push: None }
+    }
+
+    struct FromApi(Option<&'static str>);
+    impl CommitDateSource for FromApi {
+        fn commit_date<'a>(&'a self, _sha: &'a GitSha) -> BoxFuture<'a, anyhow::Result<Option<Created>>> {
+            Box::pin(async move { Ok(self.0.map(|d| d.parse().unwrap())) })
+        }
+    }
+
+    struct Broken;
+    impl CommitDateSource for Broken {
+        fn commit_date<'a>(&'a self, _sha: &'a GitSha) -> BoxFuture<'a, anyhow::Result<Option<Created>>> {
+            Box::pin(async { Err(anyhow!("api down")) })
+        }
+    }
+
+    async fn pick(given: Option<&str>, from_image: Option<&str>, source: Option<&dyn CommitDateSource>) -> Result<Created, Failure> {
+        choose_created(&settings(given), &image(from_image), source).await
+    }
+
+    #[tokio::test]
+    async fn the_image_date_wins_then_the_given_one_then_the_commit() {
+        let api = FromApi(Some("2024-01-01T00:00:00Z"));
+        let (image_date, given) = ("2026-01-01T00:00:00Z", "2025-01-01T00:00:00Z");
+        assert_eq!(pick(Some(given), Some(image_date), Some(&api)).await.unwrap().to_string(), image_date);
+        assert_eq!(pick(Some(given), None, Some(&api)).await.unwrap().to_string(), given);
+        assert_eq!(pick(None, None, Some(&api)).await.unwrap().to_string(), "2024-01-01T00:00:00Z");
+        // Nothing anywhere: an input error saying what to pass.
+        for source in [None, Some(&FromApi(None) as &dyn CommitDateSource)] {
+            let e = pick(None, None, source).await.unwrap_err();
+            assert_eq!(e.kind, FailureKind::Input);
+            assert!(e.to_string().contains("--created") && e.to_string().contains("SOURCE_DATE_EPOCH"), "{e}");
+        }
+        // A failing lookup is the network's fault, and says what it was doing.
+        let e = pick(None, None, Some(&Broken)).await.unwrap_err();
+        assert_eq!(e.kind, FailureKind::Network);
+        assert!(e.to_string().contains("committer date of 0123456789abcdef0123456789abcdef01234567"), "{e}");
+    }
+}
