@@ -1,6 +1,8 @@
 //! `release-capsule build` end to end, through the real binary: determinism,
 //! the golden digest, and one specific error per bad input.
 
+#![allow(clippy::unwrap_used)] // a test crate: a panic is the failure report
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
