@@ -1,0 +1,83 @@
+# The release-capsule action image: one static binary on an empty base.
+#
+# GitHub builds this file on the runner for `runs: using: docker` / `image: Dockerfile`
+# (`docker build`, context = the action's directory, see .dockerignore) and runs it as
+#   docker run --workdir /github/workspace -v <workspace>:/github/workspace ... <image> action
+# The release workflow publishes the same image, multi-arch, to ghcr.io/<owner>/<repo>.
+#
+# Deliberately absent from the final stage:
+# - WORKDIR: the runner sets the working directory to /github/workspace itself, and
+#   GitHub's documentation asks container actions not to set one.
+# - USER: the workspace is a bind mount owned by the runner user, and files this step
+#   writes there (and to $GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY under /github/file_commands)
+#   must be readable and writable by later steps. GitHub runs container actions as the
+#   image's default user and documents that it must be root; a non-root USER cannot
+#   write to those mounts.
+#
+# Only BuildKit-independent instructions are used, so the legacy builder works too
+# (TARGETARCH is then empty and the build stage's own architecture is used).
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-bookworm AS build
+
+SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+
+# musl-gcc compiles the C and assembly parts of dependencies (ring) for the static
+# musl target. ca-certificates is already in the rust (buildpack-deps) image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
+ && rm -rf /var/lib/apt/lists/*
+
+# The build stage runs on the target platform (under QEMU for a foreign one), so the
+# musl target is the native architecture: amd64 -> x86_64, arm64 -> aarch64.
+ARG TARGETARCH
+RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
+    case "$arch" in \
+      amd64) target=x86_64-unknown-linux-musl ;; \
+      arm64) target=aarch64-unknown-linux-musl ;; \
+      *) echo "unsupported architecture: $arch (supported: amd64, arm64)" >&2; exit 1 ;; \
+    esac; \
+    rustup target add "$target"; \
+    echo "$target" > /rust-target
+
+ENV CC_x86_64_unknown_linux_musl=musl-gcc \
+    CC_aarch64_unknown_linux_musl=musl-gcc \
+    CARGO_TERM_COLOR=never
+
+WORKDIR /src
+
+# Dependencies first, against placeholder sources, so that this layer is reused until
+# Cargo.toml or Cargo.lock change.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && cargo build --release --locked --target "$(cat /rust-target)" \
+ && rm -rf src
+
+# The real sources. touch: COPY keeps the context's mtimes, which can be older than the
+# placeholder build; cargo would then keep the placeholder binary.
+COPY src ./src
+RUN target="$(cat /rust-target)" \
+ && touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --target "$target" \
+ && mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp \
+ && chmod 1777 /rootfs/tmp \
+ && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt \
+ && cp "target/$target/release/release-capsule" /rootfs/release-capsule \
+ && /rootfs/release-capsule --version
+
+FROM scratch
+
+# /release-capsule, the CA bundle for TLS to registries and the GitHub API, and an
+# empty world-writable /tmp (scratch has none; temporary files go to /tmp).
+COPY --from=build /rootfs/ /
+
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+
+LABEL org.opencontainers.image.title="release-capsule" \
+      org.opencontainers.image.description="Build, publish and verify immutable OCI release capsules for Kargo promotions" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+ENTRYPOINT ["/release-capsule"]
