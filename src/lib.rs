@@ -12,3 +12,4 @@ pub mod layout;
 pub mod registry;
 pub mod report;
 pub mod settings;
+pub mod trust;

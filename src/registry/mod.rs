@@ -7,6 +7,9 @@ use std::path::Path;
 
 use crate::core::ident::{Digest, Repository};
 
+#[cfg(test)]
+pub mod memory;
+
 /// A manifest as fetched: the exact bytes, their digest and the content type.
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {
