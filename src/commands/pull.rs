@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::cli::PullArgs;
 use crate::failure::{Classify, Failure, FailureKind};
-use crate::registry::RegistryClient;
+use crate::registry::{ClientOptions, OciRegistry, RegistryClient};
 use crate::report;
 use crate::settings::{Env, PullSettings, RegistryCredentials};
 use crate::trust::{self, Pulled};
@@ -48,14 +48,14 @@ pub async fn execute<C: RegistryClient>(s: &PullSettings, client: &C) -> Result<
     Ok(())
 }
 
-/// The registry client for `credentials`. (Stand-in until the registry client is merged.)
-pub fn connect(_credentials: &RegistryCredentials) -> Result<(), Failure> {
-    Err(Failure::input(anyhow::anyhow!("the registry client is not built into this binary yet")))
+/// A registry client that only reads, with the user's credentials.
+pub fn connect(credentials: &RegistryCredentials) -> Result<OciRegistry, Failure> {
+    OciRegistry::new(credentials, ClientOptions::default()).map_err(trust::registry_failure)
 }
 
 pub fn run(args: &PullArgs, env: Env) -> Result<(), Failure> {
     let s = PullSettings::resolve(args, env).or_fail(FailureKind::Input)?;
-    connect(&s.credentials)?;
-    let _rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
-    Ok(())
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
+    let client = connect(&s.credentials)?;
+    rt.block_on(execute(&s, &client))
 }

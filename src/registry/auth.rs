@@ -160,7 +160,9 @@ impl AuthCache {
     /// A token good for `access` on `repo`; a push token also serves pulls.
     pub fn token(&self, repo: &str, access: Access) -> Option<String> {
         let t = self.tokens.lock().ok()?;
-        t.get(&(repo.to_owned(), access)).or_else(|| (access == Access::Pull).then(|| t.get(&(repo.to_owned(), Access::Push))).flatten()).cloned()
+        t.get(&(repo.to_owned(), access))
+            .or_else(|| (access == Access::Pull).then(|| t.get(&(repo.to_owned(), Access::Push))).flatten())
+            .cloned()
     }
     pub fn set_token(&self, repo: &str, access: Access, token: String) {
         if let Ok(mut t) = self.tokens.lock() {
@@ -198,10 +200,14 @@ pub fn denied_hint(registry: &str, repo: &str, access: Access, has_credentials: 
              \"Manage Actions access\", add this repository (a personal access token needs the read:packages scope)"
         ),
         (false, Access::Push) => {
-            format!("check --registry-username/--registry-password (REGISTRY_USERNAME/REGISTRY_PASSWORD) and that this user may push to {repo}")
+            format!(
+                "check --registry-username/--registry-password (REGISTRY_USERNAME/REGISTRY_PASSWORD) and that this user may push to {repo}"
+            )
         }
         (false, Access::Pull) => {
-            format!("check --registry-username/--registry-password (REGISTRY_USERNAME/REGISTRY_PASSWORD) and that this user may pull {repo}")
+            format!(
+                "check --registry-username/--registry-password (REGISTRY_USERNAME/REGISTRY_PASSWORD) and that this user may pull {repo}"
+            )
         }
     }
 }
@@ -231,7 +237,10 @@ mod tests {
         assert_eq!(parse_challenges("Bearer service=x"), vec![]);
         assert_eq!(parse_challenges("\"}{"), vec![]);
         assert_eq!(parse_challenges(""), vec![]);
-        assert_eq!(parse_challenges(r#"Bearer realm="unterminated"#), vec![Challenge::Bearer { realm: "unterminated".into(), service: None }]);
+        assert_eq!(
+            parse_challenges(r#"Bearer realm="unterminated"#),
+            vec![Challenge::Bearer { realm: "unterminated".into(), service: None }]
+        );
     }
 
     #[test]

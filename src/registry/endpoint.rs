@@ -78,7 +78,9 @@ mod tests {
 
     #[test]
     fn loopback_hosts_use_plain_http() {
-        for r in ["localhost", "localhost:5000", "LOCALHOST:1", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "[::1]", "[0:0:0:0:0:0:0:1]:80"] {
+        for r in
+            ["localhost", "localhost:5000", "LOCALHOST:1", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "[::1]", "[0:0:0:0:0:0:0:1]:80"]
+        {
             assert!(is_loopback(r), "{r}");
             assert_eq!(scheme_for(r), "http", "{r}");
         }

@@ -172,7 +172,11 @@ enum Authz {
 enum Attempt {
     Done(Response),
     /// Try again; when out of tries, `last` (if any) is the answer.
-    Retry { why: String, retry_after: Option<Duration>, last: Option<Result<Response, RegistryError>> },
+    Retry {
+        why: String,
+        retry_after: Option<Duration>,
+        last: Option<Result<Response, RegistryError>>,
+    },
 }
 
 /// A blob to upload: part of a file (a layout blob, maybe inside a tar), or bytes.
@@ -218,7 +222,11 @@ impl OpenSource {
                     Ok((Bytes::from(buf), hasher))
                 })
                 .await
-                .map_err(|e| RegistryError::Local { path: "(reader)".into(), message: format!("reader task failed: {e}"), source: None })?
+                .map_err(|e| RegistryError::Local {
+                    path: "(reader)".into(),
+                    message: format!("reader task failed: {e}"),
+                    source: None,
+                })?
             }
         }
     }
@@ -410,11 +418,8 @@ impl OciRegistry {
             return Err(self.denied(call, status));
         }
         if retry::is_transient_status(status) {
-            let retry_after = resp
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| retry::parse_retry_after(v, unix_now()));
+            let retry_after =
+                resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| retry::parse_retry_after(v, unix_now()));
             return Ok(Attempt::Retry { why: format!("HTTP {status}"), retry_after, last: None });
         }
         match (call.settle, status) {
@@ -449,8 +454,13 @@ impl OciRegistry {
 
     /// Learns from a 401's challenge; true when a retry with credentials may work.
     async fn answer_challenge(&self, resp: &Response, call: &Call<'_>) -> Result<bool, RegistryError> {
-        let challenges: Vec<Challenge> =
-            resp.headers().get_all(reqwest::header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()).flat_map(auth::parse_challenges).collect();
+        let challenges: Vec<Challenge> = resp
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(auth::parse_challenges)
+            .collect();
         let Some(challenge) = challenges.into_iter().next() else {
             return Ok(false);
         };
@@ -566,7 +576,14 @@ impl OciRegistry {
     }
 
     /// POST, then PATCH chunks (or one PUT with the body for a small blob), then PUT ?digest=.
-    async fn upload_session(&self, repo: &Repository, digest: &Digest, src: &OpenSource, size: u64, what: &str) -> Result<(), SessionError> {
+    async fn upload_session(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        src: &OpenSource,
+        size: u64,
+        what: &str,
+    ) -> Result<(), SessionError> {
         let origin = endpoint::origin(repo.registry());
         let start = Call::new(Method::POST, Self::api(repo, "blobs/uploads/"), repo, Access::Push, what.to_owned());
         let resp = self.send(&start).await?;
@@ -574,7 +591,8 @@ impl OciRegistry {
         if status != 202 {
             return Err(SessionError::Fatal(protocol(what, status, &read_text(resp).await)));
         }
-        let mut location = location_of(&resp, &origin).ok_or_else(|| protocol(what, status, "the upload started without a Location header"))?;
+        let mut location =
+            location_of(&resp, &origin).ok_or_else(|| protocol(what, status, "the upload started without a Location header"))?;
         let mut hasher = Sha256::new();
         let mut offset = 0u64;
         let mut final_body = None;
@@ -612,8 +630,9 @@ impl OciRegistry {
                 source: None,
             }));
         }
-        let mut put = Call::new(Method::PUT, endpoint::with_query(&location, "digest", digest.as_str()), repo, Access::Push, what.to_owned())
-            .header(CONTENT_TYPE, "application/octet-stream");
+        let mut put =
+            Call::new(Method::PUT, endpoint::with_query(&location, "digest", digest.as_str()), repo, Access::Push, what.to_owned())
+                .header(CONTENT_TYPE, "application/octet-stream");
         if let Some(body) = final_body {
             put = put.body(body);
             put.timeout = Some(CHUNK_TIMEOUT);
@@ -636,7 +655,8 @@ impl OciRegistry {
 
     /// The download of one blob into `dest`, hashed and bounded as it arrives.
     async fn download(&self, call: &Call<'_>, digest: &Digest, max_size: u64, dest: &Path) -> Result<u64, RegistryError> {
-        let local = |message: String, source: Option<std::io::Error>| RegistryError::Local { path: dest.display().to_string(), message, source };
+        let local =
+            |message: String, source: Option<std::io::Error>| RegistryError::Local { path: dest.display().to_string(), message, source };
         let mut tries = 0;
         loop {
             let mut resp = self.send(call).await?;
@@ -655,7 +675,9 @@ impl OciRegistry {
                     let chunk = match resp.chunk().await {
                         Ok(Some(c)) => c,
                         Ok(None) => return Ok(()),
-                        Err(e) => return Err(self.unreachable(call.repo.registry(), format!("{}: the download broke off", call.what), Some(e))),
+                        Err(e) => {
+                            return Err(self.unreachable(call.repo.registry(), format!("{}: the download broke off", call.what), Some(e)))
+                        }
                     };
                     size += chunk.len() as u64;
                     if size > max_size {
@@ -815,8 +837,8 @@ impl RegistryClient for OciRegistry {
     async fn manifest(&self, repo: &Repository, reference: &str) -> Result<Option<FetchedManifest>, RegistryError> {
         let by_digest: Option<Digest> = reference.parse().ok();
         let what = format!("{repo}{}{reference}", if by_digest.is_some() { '@' } else { ':' });
-        let mut call =
-            Call::new(Method::GET, Self::api(repo, &format!("manifests/{reference}")), repo, Access::Pull, what.clone()).header(ACCEPT, MANIFEST_ACCEPT);
+        let mut call = Call::new(Method::GET, Self::api(repo, &format!("manifests/{reference}")), repo, Access::Pull, what.clone())
+            .header(ACCEPT, MANIFEST_ACCEPT);
         call.settle = self.settle_for(repo, reference);
         let Some((headers, bytes)) = self.get_small(&call, MAX_MANIFEST_SIZE).await? else {
             return Ok(None);
@@ -933,6 +955,9 @@ mod tests {
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.oci.image.index.v1+json; charset=utf-8"));
         assert_eq!(media_type_of(&h, b"{}"), "application/vnd.oci.image.index.v1+json");
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        assert_eq!(media_type_of(&h, br#"{"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#), "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(
+            media_type_of(&h, br#"{"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#),
+            "application/vnd.oci.image.manifest.v1+json"
+        );
     }
 }

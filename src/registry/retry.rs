@@ -22,8 +22,12 @@ pub struct Backoff {
 impl Backoff {
     /// About 15 s of waiting over 10 tries: enough to ride out a registry
     /// restart or a burst of 429s, short enough that a dead one fails fast.
-    pub const DEFAULT: Backoff =
-        Backoff { base: Duration::from_millis(100), cap: Duration::from_millis(3200), max_attempts: 10, retry_after_cap: Duration::from_secs(60) };
+    pub const DEFAULT: Backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_millis(3200),
+        max_attempts: 10,
+        retry_after_cap: Duration::from_secs(60),
+    };
 
     /// Whether another try is allowed after `attempt` (0-based) failed.
     pub fn allows_retry_after(&self, attempt: u32) -> bool {
