@@ -172,7 +172,7 @@ pub async fn fetch<C: RegistryClient>(
         Ok(files) => files,
         Err(e @ (UnpackError::Write { .. } | UnpackError::OutputNotEmpty { .. })) => return Err(Failure::failed(e)),
         Err(e) => {
-            checks.that("layer archive", false, expected, e);
+            checks.that("layer archive", false, expected, format_args!("{:#}", anyhow::Error::new(e)));
             return Ok(out);
         }
     };
