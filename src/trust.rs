@@ -170,7 +170,9 @@ pub async fn fetch<C: RegistryClient>(
     let expected = "an archive spec section 2 allows";
     let files = match unpacked {
         Ok(files) => files,
-        Err(e @ (UnpackError::Write { .. } | UnpackError::OutputNotEmpty { .. })) => return Err(Failure::failed(e)),
+        Err(e @ (UnpackError::Write { .. } | UnpackError::OutputNotEmpty { .. } | UnpackError::OutputIsLink { .. })) => {
+            return Err(Failure::failed(e))
+        }
         Err(e) => {
             checks.that("layer archive", false, expected, format_args!("{:#}", anyhow::Error::new(e)));
             return Ok(out);

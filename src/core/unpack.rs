@@ -26,6 +26,8 @@ const MAX_DECOMPRESSED: u64 = MAX_TOTAL_SIZE + 16 * 1024 * 1024;
 pub enum UnpackError {
     #[error("output directory {dir}: already exists and is not empty; give a new or empty directory")]
     OutputNotEmpty { dir: PathBuf },
+    #[error("output directory {dir}: is a symbolic link; give a real directory")]
+    OutputIsLink { dir: PathBuf },
     #[error("archive entry {path:?}: {reason}")]
     Unsafe { path: String, reason: &'static str },
     #[error("archive entry {path:?}: is a {kind}; a capsule holds only regular files and directories")]
@@ -119,6 +121,10 @@ fn checked_name(raw: &[u8], is_dir: bool) -> Result<String, UnpackError> {
 /// Unpacks the gzip'd tar read from `layer` into `out`, which must not exist
 /// or be empty. Returns every file with its size and sha256.
 pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
+    // A link planted where the output goes would carry every write elsewhere.
+    if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(UnpackError::OutputIsLink { dir: out.to_owned() });
+    }
     match fs::read_dir(out) {
         Ok(mut it) => {
             if it.next().is_some() {
@@ -368,5 +374,10 @@ mod tests {
         assert_eq!(files, vec![UnpackedFile { path: "d/f".into(), size: 2, sha256: Digest::of(b"hi") }]);
         assert_eq!(fs::read(dir.path().join("o/d/f")).unwrap(), b"hi");
         assert!(matches!(unpack(&layer[..], &dir.path().join("o")), Err(UnpackError::OutputNotEmpty { .. })));
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("link")).unwrap();
+        assert!(matches!(unpack(&layer[..], &dir.path().join("link")), Err(UnpackError::OutputIsLink { .. })));
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 }
