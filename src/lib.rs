@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod core;
 pub mod failure;
+pub mod image_layout;
 pub mod layout;
 pub mod registry;
 pub mod report;
