@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from harness import free_port
+from image_layouts import multi_arch
+from publish_support import publish_argv, result_json
 from harness.evil_registry import (
     EMPTY_CONFIG,
     build_layer,
@@ -194,6 +196,25 @@ def test_a_capsule_crafted_to_spec_verifies(world):
     digest = world.publish_crafted(world.crafted_files())
     proc = world.verify(f"{world.capsule}@{digest}", "--image-digest", world.image_digest)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_what_publish_pushes_verifies(world):
+    # Our publish end to end: it resolves the image already in the registry.
+    published = result_json(world.run_cli(publish_argv(world.image, sha=SHA, chart=world.chart)))
+    assert published["imageDigest"] == world.image_digest
+    proc = world.verify(f"{world.capsule}:{TAG}", "--image-digest", world.image_digest, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["capsule"] == f"{world.capsule}@{published['digest']}"
+
+
+def test_a_multi_arch_release_verifies_against_its_index_digest(registry, repo_name, run_cli, tmp_path):
+    layout = multi_arch(tmp_path / "image", tag=TAG)
+    image = f"{registry.host}/{repo_name}"
+    result_json(run_cli(publish_argv(image, "--image-layout", layout.path, sha=SHA)))
+    proc = run_cli("verify", "--capsule", f"{image}-release-capsule:{TAG}", "--image", f"{image}:{TAG}",
+                   "--image-digest", layout.digest, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["imageDigest"] == layout.digest
 
 
 # -- verification failed (exit 1) ------------------------------------------------------
