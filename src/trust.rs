@@ -65,11 +65,13 @@ pub struct Pulled {
     pub file_count: usize,
 }
 
-/// Registry errors by exit code: what the network or registry did is 3, what
-/// came back wrong is a failed verification.
+/// Registry errors by exit code, as `publish` maps them: the network or the
+/// registry failing is 3, refused credentials are input (2), and what came
+/// back wrong is a failed verification (1).
 pub fn registry_failure(e: RegistryError) -> Failure {
     match e {
-        RegistryError::Unreachable { .. } | RegistryError::Denied { .. } | RegistryError::Protocol { .. } => Failure::network(e),
+        RegistryError::Unreachable { .. } | RegistryError::Protocol { .. } => Failure::network(e),
+        RegistryError::Denied { .. } => Failure::input(e),
         RegistryError::Integrity { .. } | RegistryError::Local { .. } => Failure::failed(e),
     }
 }

@@ -345,10 +345,12 @@ def test_credentials_come_from_the_environment(auth_registry, repo_name, skopeo,
     proc = w.verify(f"{w.capsule}:{TAG}", env=env)
     assert proc.returncode == 0, proc.stderr
     assert auth_registry.password not in proc.stdout + proc.stderr
+    # Refused credentials are the user's to fix: exit 2, as publish does.
     proc = w.verify(f"{w.capsule}:{TAG}")
-    assert proc.returncode == 3, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "access denied" in proc.stderr
     wrong = w.verify(f"{w.capsule}:{TAG}", env={**env, "REGISTRY_PASSWORD": "not-the-password"})
-    assert wrong.returncode == 3, wrong.stderr
+    assert wrong.returncode == 2, wrong.stderr
     assert "not-the-password" not in wrong.stderr
 
 
