@@ -7,10 +7,14 @@ use release_capsule::failure::Failure;
 use release_capsule::settings::process_env;
 
 fn main() -> ExitCode {
+    // reqwest and octocrab are built without a bundled crypto provider: ring is ours.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result: Result<(), Failure> = match &cli.command {
         Command::Build(args) => commands::build::run(args, &process_env),
         Command::Publish(args) => commands::publish::run(args, &process_env),
+        Command::Verify(args) => commands::verify::run(args, &process_env),
+        Command::Pull(args) => commands::pull::run(args, &process_env),
         _ => Err(Failure::input(anyhow::anyhow!("this command is not available yet"))),
     };
     match result {
