@@ -7,10 +7,13 @@ use release_capsule::failure::Failure;
 use release_capsule::settings::process_env;
 
 fn main() -> ExitCode {
+    // One TLS provider for every client (oci-client and octocrab), chosen here.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result: Result<(), Failure> = match &cli.command {
         Command::Build(args) => commands::build::run(args, &process_env),
         Command::Publish(args) => commands::publish::run(args, &process_env),
+        Command::Action => release_capsule::action::run(&process_env),
         _ => Err(Failure::input(anyhow::anyhow!("this command is not available yet"))),
     };
     match result {

@@ -2,7 +2,9 @@
 //! and push it by the rules of spec section 7.
 
 use crate::cli::PublishArgs;
+use crate::core::ident::GitSha;
 use crate::core::package::Diagnostic;
+use crate::core::timestamp::Created;
 use crate::failure::{Classify, Failure, FailureKind};
 use crate::report::CapsuleReport;
 use crate::settings::{Env, PublishSettings};
@@ -24,14 +26,20 @@ pub struct PublishOutcome {
     pub message: String,
 }
 
+/// Where the commit's committer date comes from when the image records no
+/// build date (spec section 5): the GitHub API in the action, nothing on the CLI.
+pub trait CommitDateSource: Send + Sync {
+    fn committer_date<'a>(&'a self, sha: &'a GitSha) -> futures_util::future::BoxFuture<'a, anyhow::Result<Option<Created>>>;
+}
+
 /// The whole publish flow. (Implemented by the registry work.)
-pub async fn publish(_s: &PublishSettings) -> Result<PublishOutcome, Failure> {
+pub async fn publish(_s: &PublishSettings, _commit_dates: Option<&dyn CommitDateSource>) -> Result<PublishOutcome, Failure> {
     Err(Failure::input(anyhow::anyhow!("publish is not implemented yet")))
 }
 
 pub fn run(args: &PublishArgs, env: Env) -> Result<(), Failure> {
     let s = PublishSettings::resolve(args, env).or_fail(FailureKind::Input)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
-    let _outcome = rt.block_on(publish(&s))?;
+    let _outcome = rt.block_on(publish(&s, None))?;
     Ok(())
 }
