@@ -234,3 +234,165 @@ impl CommitDateSource for GitHubCommitDates<'_> {
         .boxed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::github::{CheckOutput, StatusState};
+
+    fn quiet() -> Notify {
+        Arc::new(|_, _| {})
+    }
+
+    fn fast() -> Policy {
+        Policy { backoff: Duration::from_millis(10), ..Policy::default() }
+    }
+
+    fn run() -> CheckRunCreate {
+        CheckRunCreate {
+            name: "release-capsule".into(),
+            head_sha: "ec26c3e57ca3a959ca5aad62de7213c562f8c821".into(),
+            status: "in_progress",
+            started_at: "2026-01-01T00:00:00Z".into(),
+            details_url: None,
+            external_id: None,
+            output: CheckOutput { title: "t".into(), summary: "s".into(), annotations: vec![] },
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    }
+
+    /// A server that reads each request whole, then answers with `answer(n)`
+    /// (`None`: close the connection without a word). Counts requests.
+    fn server(answer: impl Fn(usize) -> Option<String> + Send + 'static) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (c, r) = (count.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Headers, then Content-Length bytes of body.
+                loop {
+                    let n = stream.read(&mut chunk).unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                            .unwrap_or(0usize);
+                        if buf.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                r.lock().unwrap().push(String::from_utf8_lossy(&buf).to_string());
+                if let Some(body) = answer(n) {
+                    let _ = write!(stream, "{body}");
+                }
+            }
+        });
+        (url, count, requests)
+    }
+
+    fn ok_json(status: &str, body: &str) -> String {
+        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
+    }
+
+    #[test]
+    fn a_create_whose_connection_drops_after_sending_is_not_resent() {
+        let (url, count, _) = server(|_| None);
+        let err = block_on(async {
+            let gh = OctocrabGitHub::new(&url, Some(&Token::new("t".into())), "acme", "app", quiet()).unwrap().with_policy(fast());
+            gh.create_check_run(&run()).await.unwrap_err()
+        });
+        assert!(matches!(err, GitHubError::Transport { .. }), "{err}");
+        assert!(err.to_string().contains("not sent again"), "{err}");
+        assert_eq!(count.load(Ordering::SeqCst), 1, "exactly one POST");
+    }
+
+    #[test]
+    fn a_refused_connection_is_retried_because_nothing_was_sent() {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let a = attempts.clone();
+        let notify: Notify = Arc::new(move |debug, _| {
+            if debug {
+                a.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        let err = block_on(async {
+            let gh = OctocrabGitHub::new(&format!("http://127.0.0.1:{port}"), None, "acme", "app", notify).unwrap().with_policy(fast());
+            gh.create_check_run(&run()).await.unwrap_err()
+        });
+        assert!(matches!(err, GitHubError::Transport { .. }), "{err}");
+        assert_eq!(attempts.load(Ordering::SeqCst), 4, "retried up to the attempt limit");
+    }
+
+    #[test]
+    fn replayable_updates_are_retried_after_a_drop_and_headers_are_right() {
+        let (url, count, requests) = server(|n| (n > 0).then(|| ok_json("200 OK", r#"{"id":30000000001}"#)));
+        let done = CheckRunUpdate {
+            status: Some("completed"),
+            conclusion: Some(super::super::Conclusion::Success),
+            completed_at: Some("2026-01-01T00:00:00Z".into()),
+            output: CheckOutput { title: "t".into(), summary: "s".into(), annotations: vec![] },
+        };
+        block_on(async {
+            let gh = OctocrabGitHub::new(&format!("{url}/api/v3"), Some(&Token::new("ghs_tok".into())), "acme", "app", quiet())
+                .unwrap()
+                .with_policy(fast());
+            gh.update_check_run(30_000_000_001, &done).await.unwrap();
+        });
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        let req = requests.lock().unwrap()[1].clone();
+        // GHES: the /api/v3 prefix is kept; a 64-bit id survives.
+        assert!(req.starts_with("PATCH /api/v3/repos/acme/app/check-runs/30000000001 HTTP/1.1"), "{req}");
+        let lower = req.to_ascii_lowercase();
+        assert!(lower.contains("authorization: bearer ghs_tok"), "{req}");
+        assert!(lower.contains("user-agent: "), "{req}");
+        assert!(lower.contains("x-github-api-version: 2022-11-28"), "{req}");
+        assert_eq!(lower.matches("user-agent:").count(), 1);
+    }
+
+    #[test]
+    fn statuses_are_created_once_and_commit_dates_read() {
+        let (url, count, requests) = server(|n| {
+            Some(match n {
+                0 => ok_json("201 Created", r#"{"id":1,"state":"success"}"#),
+                _ => ok_json("200 OK", r#"{"sha":"x","commit":{"committer":{"date":"2026-11-20T12:11:12+02:00"}}}"#),
+            })
+        });
+        let sha: GitSha = "ec26c3e57ca3a959ca5aad62de7213c562f8c821".parse().unwrap();
+        block_on(async {
+            let gh = OctocrabGitHub::new(&url, Some(&Token::new("t".into())), "acme", "app", quiet()).unwrap();
+            let status = CommitStatus { state: StatusState::Success, target_url: None, description: "d".into(), context: "c".into() };
+            gh.create_commit_status(&sha, &status).await.unwrap();
+            let date = gh.committer_date(&sha).await.unwrap().unwrap();
+            assert_eq!(date.to_string(), "2026-11-20T10:11:12Z");
+            assert_eq!(count.load(Ordering::SeqCst), 2);
+            // The push payload's date wins without a request.
+            let payload_date = Created::from_unix(1_700_000_000, "x").unwrap();
+            let dates = GitHubCommitDates { api: Some(&gh), from_payload: Some((sha.clone(), payload_date)) };
+            assert_eq!(dates.committer_date(&sha).await.unwrap(), Some(payload_date));
+        });
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+        assert!(requests.lock().unwrap()[1].starts_with(&format!("GET /repos/acme/app/commits/{sha} ")));
+    }
+}
