@@ -10,6 +10,7 @@ pub mod commands;
 pub mod core;
 pub mod failure;
 pub mod github;
+pub mod image_layout;
 pub mod layout;
 pub mod registry;
 pub mod report;

@@ -7,7 +7,7 @@ use release_capsule::failure::Failure;
 use release_capsule::settings::process_env;
 
 fn main() -> ExitCode {
-    // One TLS provider for every client (oci-client and octocrab), chosen here.
+    // reqwest and octocrab are built without a bundled crypto provider: ring is ours.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result: Result<(), Failure> = match &cli.command {

@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod capsule;
 pub mod ident;
+pub mod image_date;
 pub mod manifest;
 pub mod package;
 pub mod provenance;

@@ -219,7 +219,7 @@ pub struct GitHubCommitDates<'a> {
 }
 
 impl CommitDateSource for GitHubCommitDates<'_> {
-    fn committer_date<'a>(&'a self, sha: &'a GitSha) -> BoxFuture<'a, anyhow::Result<Option<Created>>> {
+    fn commit_date<'a>(&'a self, sha: &'a GitSha) -> BoxFuture<'a, anyhow::Result<Option<Created>>> {
         async move {
             if let Some((known, date)) = &self.from_payload {
                 if known == sha {
@@ -390,7 +390,7 @@ mod tests {
             // The push payload's date wins without a request.
             let payload_date = Created::from_unix(1_700_000_000, "x").unwrap();
             let dates = GitHubCommitDates { api: Some(&gh), from_payload: Some((sha.clone(), payload_date)) };
-            assert_eq!(dates.committer_date(&sha).await.unwrap(), Some(payload_date));
+            assert_eq!(dates.commit_date(&sha).await.unwrap(), Some(payload_date));
         });
         assert_eq!(count.load(Ordering::SeqCst), 2);
         assert!(requests.lock().unwrap()[1].starts_with(&format!("GET /repos/acme/app/commits/{sha} ")));

@@ -7,6 +7,13 @@ use std::path::Path;
 
 use crate::core::ident::{Digest, Repository};
 
+pub mod auth;
+pub mod endpoint;
+pub mod oci;
+pub mod retry;
+
+pub use oci::{ClientOptions, OciRegistry};
+
 /// A manifest as fetched: the exact bytes, their digest and the content type.
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {

@@ -1,0 +1,106 @@
+//! Where requests for a registry go. Loopback registries (localhost,
+//! 127.0.0.0/8, [::1]) are spoken to over plain HTTP, as Docker does for its
+//! default insecure registries; every other host over HTTPS, with no way to
+//! turn that off.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The host of `registry` (`host[:port]`, IPv6 in brackets), without the port.
+pub fn host_of(registry: &str) -> &str {
+    if let Some(rest) = registry.strip_prefix('[') {
+        return rest.split_once(']').map_or(rest, |(h, _)| h);
+    }
+    match registry.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => registry,
+    }
+}
+
+pub fn is_loopback(registry: &str) -> bool {
+    let host = host_of(registry);
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+pub fn scheme_for(registry: &str) -> &'static str {
+    if is_loopback(registry) {
+        "http"
+    } else {
+        "https"
+    }
+}
+
+/// `scheme://registry`, the origin every API path hangs off.
+pub fn origin(registry: &str) -> String {
+    format!("{}://{registry}", scheme_for(registry))
+}
+
+/// An upload `Location` (absolute, or a path on the registry) as a full URL.
+pub fn resolve_location(origin: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else if location.starts_with('/') {
+        format!("{origin}{location}")
+    } else {
+        format!("{origin}/{location}")
+    }
+}
+
+/// Whether `url` points at the registry itself (same scheme, host and port),
+/// and so may carry its credentials. Storage redirects and foreign upload
+/// locations never see them.
+pub fn same_origin(url: &str, origin: &str) -> bool {
+    url.strip_prefix(origin).is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
+}
+
+/// Appends `key=value` to a URL that may already have a query (upload
+/// locations carry state in theirs).
+pub fn with_query(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={}", percent_encode(value))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes().fold(String::with_capacity(s.len()), |mut out, b| {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_use_plain_http() {
+        for r in
+            ["localhost", "localhost:5000", "LOCALHOST:1", "127.0.0.1:5000", "127.1.2.3", "[::1]:5000", "[::1]", "[0:0:0:0:0:0:0:1]:80"]
+        {
+            assert!(is_loopback(r), "{r}");
+            assert_eq!(scheme_for(r), "http", "{r}");
+        }
+        for r in ["ghcr.io", "ghcr.io:443", "128.0.0.1:5000", "localhost.example.com", "10.0.0.1:5000", "[::2]:5000", "127.0.0.1.nip.io"] {
+            assert!(!is_loopback(r), "{r}");
+            assert_eq!(scheme_for(r), "https", "{r}");
+        }
+        assert_eq!(origin("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(origin("ghcr.io"), "https://ghcr.io");
+    }
+
+    #[test]
+    fn locations_and_origins() {
+        let o = "http://127.0.0.1:5000";
+        assert_eq!(resolve_location(o, "/v2/a/blobs/uploads/x?_state=1"), "http://127.0.0.1:5000/v2/a/blobs/uploads/x?_state=1");
+        assert_eq!(resolve_location(o, "https://s3.example/u"), "https://s3.example/u");
+        assert!(same_origin("http://127.0.0.1:5000/v2/", o));
+        assert!(!same_origin("http://127.0.0.1:50000/v2/", o), "a different port is a different origin");
+        assert!(!same_origin("https://s3.example/u", o));
+        assert_eq!(with_query("http://h/u?_state=a", "digest", "sha256:ab"), "http://h/u?_state=a&digest=sha256%3Aab");
+        assert_eq!(with_query("http://h/u", "digest", "sha256:ab"), "http://h/u?digest=sha256%3Aab");
+    }
+}
