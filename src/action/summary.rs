@@ -305,6 +305,7 @@ mod tests {
             dry_run,
             warnings: vec![Diagnostic { file: "Chart.yaml".into(), line: None, message: "Chart.yaml has no appVersion".into() }],
             message: String::new(),
+            http_requests: 0,
         }
     }
 
