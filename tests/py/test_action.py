@@ -93,8 +93,9 @@ def test_output_parser_follows_the_runner():
 
 # -- fixtures -----------------------------------------------------------------------
 
-def seed_image(registry, repo: str, sha: str, created: str = IMAGE_CREATED) -> str:
-    """Pushes a small real image as <repo>:git-<sha>; its manifest digest."""
+def seed_image(registry, repo: str, sha: str, created: str | None = IMAGE_CREATED) -> str:
+    """Pushes a small real image as <repo>:git-<sha>; its manifest digest.
+    ``created=None``: a reproducible build's image, dated the Unix epoch."""
     layer_buf = io.BytesIO()
     with tarfile.open(fileobj=layer_buf, mode="w") as tar:
         data = f"app built from {sha}\n".encode()
@@ -104,7 +105,7 @@ def seed_image(registry, repo: str, sha: str, created: str = IMAGE_CREATED) -> s
     layer = gzip.compress(layer_buf.getvalue(), mtime=0)
     diff_id = sha256_digest(layer_buf.getvalue())
     config = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": created,
+        "architecture": "amd64", "os": "linux", "created": created or "1970-01-01T00:00:00Z",
         "config": {"Labels": {"org.opencontainers.image.revision": sha}},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }).encode()
@@ -115,7 +116,7 @@ def seed_image(registry, repo: str, sha: str, created: str = IMAGE_CREATED) -> s
                    "digest": sha256_digest(config), "size": len(config)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                     "digest": sha256_digest(layer), "size": len(layer)}],
-        "annotations": {"org.opencontainers.image.created": created},
+        **({"annotations": {"org.opencontainers.image.created": created}} if created else {}),
     }, separators=(",", ":")).encode()
     return registry.client().push_artifact(repo, f"git-{sha}", manifest, [config, layer])
 
@@ -351,6 +352,29 @@ def test_rate_limit_backs_off_without_a_duplicate_check_run(step, kind):
     assert run["conclusion"] == "success"
     assert "trying again in 1s" in r.stdout
     assert_requests_valid(step.github)
+
+
+def test_undated_image_takes_the_commit_date_from_the_push_payload(step):
+    seed_image(step.registry, step.image.split("/", 1)[1], step.sha, created=None)
+    head_commit = json.loads(Path(step.env["GITHUB_EVENT_PATH"]).read_text())["head_commit"]
+    assert head_commit["id"] == step.sha
+    r = step.run()
+    assert r.returncode == 0, r
+    assert r.outputs["created"] == head_commit["timestamp"].replace("+00:00", "Z")
+    # The payload had it: no request for the commit.
+    assert [c.operation for c in step.github.calls] == [
+        "checks/create", "repos/create-commit-status", "checks/update", "repos/create-commit-status"]
+    assert_requests_valid(step.github)
+
+
+def test_pull_request_target_also_uses_the_head_commit(step):
+    step.event("pull_request_target")
+    head = json.loads((step.events / "pull_request.json").read_text())["pull_request"]["head"]["sha"]
+    seed_image(step.registry, step.image.split("/", 1)[1], head)
+    r = step.run()
+    assert r.returncode == 0, r
+    assert one_check_run(step.github)["head_sha"] == head
+    assert r.outputs["published"] == "false"
 
 
 def test_workflow_dispatch_republishes_an_older_commit(step):
