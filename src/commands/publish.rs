@@ -42,7 +42,7 @@ use crate::core::release::{self, ReleaseDoc};
 use crate::core::timestamp::Created;
 use crate::core::unpack;
 use crate::failure::{Classify, Failure, FailureKind};
-use crate::image_layout::{BlobLocation, ImageLayout, ImageLayoutError, PushPlan};
+use crate::image_layout::{BlobLocation, ImageLayout, PushPlan};
 use crate::layout;
 use crate::registry::{ClientOptions, OciRegistry, RegistryClient, RegistryError};
 use crate::report::{self, CapsuleReport};
@@ -134,10 +134,30 @@ struct PublishJson<'a> {
 struct ImageFacts {
     digest: Digest,
     created: Option<Created>,
-    pushed: bool,
+    /// A layout to push as `<image>:git-<sha>` once everything is checked.
+    to_push: Option<(PushPlan, PathBuf)>,
 }
 
-/// The flow of the module docs, against any registry client.
+/// What to do with the capsule tag (spec section 7).
+enum CapsuleAction {
+    Push,
+    /// The tag names this very capsule.
+    Unchanged,
+    /// The tag names another capsule of the same release: keep it.
+    KeepSameRelease {
+        digest: Digest,
+        manifest: Manifest,
+        theirs: ReleaseDoc,
+    },
+    /// The tag names a different release and the user said overwrite.
+    Overwrite {
+        digest: Digest,
+    },
+}
+
+/// The flow of the module docs, against any registry client. Everything that
+/// can be wrong with the input (layout, date, package, conflicts) is found
+/// before the first write.
 pub async fn publish_with<R: RegistryClient>(
     registry: &R,
     s: &PublishSettings,
@@ -145,8 +165,8 @@ pub async fn publish_with<R: RegistryClient>(
 ) -> Result<PublishOutcome, Failure> {
     let c = &s.capsule;
     let tag = c.sha.tag();
-    let image = match &s.image_layout {
-        Some(path) => push_image_layout(registry, s, path, &tag).await?,
+    let mut image = match &s.image_layout {
+        Some(path) => inspect_image_layout(registry, s, path, &tag).await?,
         None => resolve_image(registry, s, &tag).await?,
     };
     let created = choose_created(s, &image, commit_dates).await?;
@@ -155,66 +175,85 @@ pub async fn publish_with<R: RegistryClient>(
     let work = TempDir::new()?;
     let capsule_layout = work.path.join("capsule");
     let built = build::write_outputs(c, &capsule_layout, &release, &package, &docs)?;
-    let mut report = CapsuleReport::new(&release, &package, &built);
     let ours = release::parse(&String::from_utf8_lossy(&docs.release_yaml)).or_fail(FailureKind::Failed)?;
-    let image_note = if image.pushed { format!("pushed image {}:{tag} ({}); ", c.image, image.digest) } else { String::new() };
+    let action = capsule_action(registry, s, &built, &ours, &work.path).await?;
 
-    let existing = registry.resolve(&c.capsule, &tag).await.map_err(registry_failure)?;
-    let (published, message) = match existing {
-        Some(d) if d == built.digest => (false, format!("{image_note}already published: {}:{tag} is {d}; nothing to push", c.capsule)),
-        Some(d) => match existing_release(registry, &c.capsule, &d, &work.path).await? {
-            Some((theirs, manifest)) if theirs.same_release_as(&ours) => {
-                describe_existing(&mut report, &c.capsule, &d, &manifest, &theirs);
-                let msg = format!(
-                    "{image_note}already published: {}:{tag} is {d}, a capsule of the same release (same commit, image and package digests) \
-                     built as {}; keeping the published one",
-                    c.capsule, built.digest
-                );
-                (false, msg)
-            }
-            theirs => {
-                if s.on_conflict != OnConflict::Overwrite {
-                    return Err(Failure::failed(anyhow!(
-                        "capsule {}:{tag} already names a different release: the tag points to {d}, this build is {}{}; \
-                         published capsule tags are immutable (Kargo caches them by tag). To replace it anyway, re-run with --on-conflict overwrite",
-                        c.capsule,
-                        built.digest,
-                        differences(theirs.as_ref().map(|(t, _)| t), &ours)
-                    )));
-                }
-                let verb = if s.dry_run { "would overwrite" } else { "overwrote" };
-                push_capsule(registry, s, &capsule_layout, &built, &tag).await?;
-                (
-                    !s.dry_run,
-                    format!("{image_note}{verb} {}:{tag}: it pointed to {d}, a different release; now {}", c.capsule, built.digest),
-                )
-            }
-        },
-        None => {
-            push_capsule(registry, s, &capsule_layout, &built, &tag).await?;
-            let verb = if s.dry_run { "dry run: would push" } else { "published" };
-            (!s.dry_run, format!("{image_note}{verb} {}:{tag} ({})", c.capsule, built.digest))
+    // Checked; now write. The image first: the capsule names it.
+    let image_needs_push = image.to_push.is_some();
+    let image_pushed = match image.to_push.take() {
+        Some((plan, path)) if !s.dry_run => {
+            push_plan(registry, &c.image, &tag, plan, &path).await?;
+            true
+        }
+        _ => false,
+    };
+    if matches!(action, CapsuleAction::Push | CapsuleAction::Overwrite { .. }) && !s.dry_run {
+        push_capsule(registry, &c.capsule, &capsule_layout, &built, &tag).await?;
+    }
+
+    let mut report = CapsuleReport::new(&release, &package, &built);
+    let capsule_ref = format!("{}:{tag}", c.capsule);
+    let (publish_verb, overwrite_verb, push_verb) =
+        if s.dry_run { ("would publish", "would overwrite", "would push") } else { ("published", "overwrote", "pushed") };
+    let mut message = match &action {
+        CapsuleAction::Push => format!("{publish_verb} {capsule_ref} ({})", built.digest),
+        CapsuleAction::Unchanged => format!("already published: {capsule_ref} is {}; nothing to push", built.digest),
+        CapsuleAction::KeepSameRelease { digest, manifest, theirs } => {
+            describe_existing(&mut report, &c.capsule, digest, manifest, theirs);
+            format!(
+                "already published: {capsule_ref} is {digest}, a capsule of the same release (same commit, image and package digests) \
+                 where this run built {}; keeping the published one",
+                built.digest
+            )
+        }
+        CapsuleAction::Overwrite { digest } => {
+            format!("{overwrite_verb} {capsule_ref}: it named {digest}, a different release; now {}", built.digest)
         }
     };
-    let message = if s.dry_run && !message.starts_with("dry run") { format!("dry run: {message}") } else { message };
-    Ok(PublishOutcome {
-        report,
-        published,
-        image_pushed: image.pushed,
-        dry_run: s.dry_run,
-        warnings: package.warnings,
-        message,
-        http_requests: 0,
-    })
+    if image_needs_push {
+        message = format!("{push_verb} image {}:{tag} ({}); {message}", c.image, image.digest);
+    }
+    if s.dry_run {
+        message = format!("dry run, nothing pushed: {message}");
+    }
+    let published = matches!(action, CapsuleAction::Push | CapsuleAction::Overwrite { .. }) && !s.dry_run;
+    Ok(PublishOutcome { report, published, image_pushed, dry_run: s.dry_run, warnings: package.warnings, message, http_requests: 0 })
+}
+
+/// Resolves the capsule tag and decides (spec section 7); a conflict without
+/// `--on-conflict overwrite` is an error naming both digests.
+async fn capsule_action<R: RegistryClient>(
+    registry: &R,
+    s: &PublishSettings,
+    built: &Built,
+    ours: &ReleaseDoc,
+    work: &Path,
+) -> Result<CapsuleAction, Failure> {
+    let c = &s.capsule;
+    let tag = c.sha.tag();
+    let Some(digest) = registry.resolve(&c.capsule, &tag).await.map_err(registry_failure)? else {
+        return Ok(CapsuleAction::Push);
+    };
+    if digest == built.digest {
+        return Ok(CapsuleAction::Unchanged);
+    }
+    let existing = existing_release(registry, &c.capsule, &digest, work).await?;
+    match existing {
+        Some((theirs, manifest)) if theirs.same_release_as(ours) => Ok(CapsuleAction::KeepSameRelease { digest, manifest, theirs }),
+        _ if s.on_conflict == OnConflict::Overwrite => Ok(CapsuleAction::Overwrite { digest }),
+        theirs => Err(Failure::failed(anyhow!(
+            "capsule {}:{tag} already names a different release: the tag points to {digest}, this build is {}{}; \
+             published capsule tags are immutable (Kargo caches them by tag). To replace it anyway, re-run with --on-conflict overwrite",
+            c.capsule,
+            built.digest,
+            differences(theirs.as_ref().map(|(t, _)| t), ours)
+        ))),
+    }
 }
 
 /// Uploads the capsule's blobs (skipping those present), PUTs its manifest
-/// under the tag and reads it back by digest. Nothing on a dry run.
-async fn push_capsule<R: RegistryClient>(registry: &R, s: &PublishSettings, dir: &Path, built: &Built, tag: &str) -> Result<(), Failure> {
-    if s.dry_run {
-        return Ok(());
-    }
-    let repo = &s.capsule.capsule;
+/// under the tag and reads it back by digest.
+async fn push_capsule<R: RegistryClient>(registry: &R, repo: &Repository, dir: &Path, built: &Built, tag: &str) -> Result<(), Failure> {
     let config = Digest::of(EMPTY_CONFIG);
     let blobs = vec![
         (config.clone(), BlobLocation { file: layout::blob_path(dir, &config), offset: 0, size: EMPTY_CONFIG.len() as u64 }),
@@ -267,25 +306,25 @@ async fn resolve_image<R: RegistryClient>(registry: &R, s: &PublishSettings, tag
     check_given_digest(s, &fetched.digest, &format!("{repo}:{tag} resolves to"))?;
     eprintln!("image {repo}:{tag} is {}", fetched.digest);
     let created = image_created(&RegistryImage { registry, repo }, &fetched.bytes, &format!("{repo}@{}", fetched.digest)).await?;
-    Ok(ImageFacts { digest: fetched.digest, created, pushed: false })
+    Ok(ImageFacts { digest: fetched.digest, created, to_push: None })
 }
 
-/// Step 1 with a layout: read and check it, then push it unless the tag has it.
-async fn push_image_layout<R: RegistryClient>(registry: &R, s: &PublishSettings, path: &Path, tag: &str) -> Result<ImageFacts, Failure> {
+/// Step 1 with a layout: read and check it (nothing is pushed yet); it is to
+/// be pushed unless the tag already names it.
+async fn inspect_image_layout<R: RegistryClient>(registry: &R, s: &PublishSettings, path: &Path, tag: &str) -> Result<ImageFacts, Failure> {
     let repo = &s.capsule.image;
     // Everything wrong with a layout (unreadable, incomplete, corrupt) is the input's.
-    let layout_err = |e: ImageLayoutError| Failure::input(e);
-    let layout = ImageLayout::open(path).map_err(layout_err)?;
-    let root = layout.select(tag).map_err(layout_err)?.clone();
-    let plan = layout.plan(&root).map_err(layout_err)?;
+    let layout = ImageLayout::open(path).map_err(Failure::input)?;
+    let root = layout.select(tag).map_err(Failure::input)?.clone();
+    let plan = layout.plan(&root).map_err(Failure::input)?;
     let digest = plan.root.digest.clone();
     check_given_digest(s, &digest, &format!("--image-layout {} holds", path.display()))?;
     let created = image_created(&LayoutImage(&layout), &plan.root.bytes, &format!("--image-layout {}", path.display())).await?;
 
-    let pushed = match registry.resolve(repo, tag).await.map_err(registry_failure)? {
+    let to_push = match registry.resolve(repo, tag).await.map_err(registry_failure)? {
         Some(d) if d == digest => {
             eprintln!("image {repo}:{tag} is already {digest}; not pushing it again");
-            false
+            None
         }
         Some(d) if s.on_conflict != OnConflict::Overwrite => {
             return Err(Failure::failed(anyhow!(
@@ -295,20 +334,13 @@ async fn push_image_layout<R: RegistryClient>(registry: &R, s: &PublishSettings,
                 path.display()
             )));
         }
-        _ if s.dry_run => {
-            eprintln!(
-                "dry run: would push image {repo}:{tag} ({digest}), {} blobs, {}",
-                plan.blobs.len(),
-                report::human_size(plan.total_blob_bytes())
-            );
-            false
-        }
         _ => {
-            push_plan(registry, repo, tag, plan, path).await?;
-            true
+            let verb = if s.dry_run { "dry run: would push" } else { "will push" };
+            eprintln!("{verb} image {repo}:{tag} ({digest}): {} blobs, {}", plan.blobs.len(), report::human_size(plan.total_blob_bytes()));
+            Some((plan, path.to_owned()))
         }
     };
-    Ok(ImageFacts { digest, created, pushed })
+    Ok(ImageFacts { digest, created, to_push })
 }
 
 async fn push_plan<R: RegistryClient>(registry: &R, repo: &Repository, tag: &str, plan: PushPlan, path: &Path) -> Result<(), Failure> {
