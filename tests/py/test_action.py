@@ -332,6 +332,7 @@ def test_fork_pull_request_with_a_read_only_token_still_succeeds(step):
     # One refused try per channel, then nothing more.
     assert [c.operation for c in step.github.writes()] == ["checks/create", "repos/create-commit-status"]
     assert r.outputs["published"] == "false"
+    assert_requests_valid(step.github)
     assert_no_secret(r, TOKEN)
 
 
@@ -386,6 +387,7 @@ def test_workflow_dispatch_republishes_an_older_commit(step):
     assert r.outputs["tag"] == f"git-{OLD_SHA}" and r.outputs["published"] == "true"
     assert one_check_run(step.github)["head_sha"] == OLD_SHA
     assert step.registry.client().tags(step.capsule.split("/", 1)[1]) == [f"git-{OLD_SHA}"]
+    assert_requests_valid(step.github)
 
 
 def test_second_run_finds_the_release_already_published(step):
