@@ -4,10 +4,12 @@
 //! `core` is pure and deterministic; `layout`, `registry` and `github` are the
 //! edges; `commands` wires them together behind the CLI.
 
+pub mod action;
 pub mod cli;
 pub mod commands;
 pub mod core;
 pub mod failure;
+pub mod github;
 pub mod image_layout;
 pub mod layout;
 pub mod registry;

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         Command::Publish(args) => commands::publish::run(args, &process_env),
         Command::Verify(args) => commands::verify::run(args, &process_env),
         Command::Pull(args) => commands::pull::run(args, &process_env),
-        _ => Err(Failure::input(anyhow::anyhow!("this command is not available yet"))),
+        Command::Action => release_capsule::action::run(&process_env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,10 +54,13 @@ pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// No byte for this long on an open connection means it is dead.
-const READ_TIMEOUT: Duration = Duration::from_secs(60);
-/// Whole-request limit for API calls and for one upload chunk.
-const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-const CHUNK_TIMEOUT: Duration = Duration::from_secs(300);
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Whole-request limits: API calls, and one upload chunk (4 MiB at a slow 30 KiB/s).
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+const CHUNK_TIMEOUT: Duration = Duration::from_secs(150);
+/// No new try starts this long after the first: a registry that hangs
+/// instead of failing fast must not hold a run for attempts × timeout.
+const RETRY_WINDOW: Duration = Duration::from_secs(180);
 /// Upload sessions started for one blob before giving up on it.
 const MAX_UPLOAD_SESSIONS: u32 = 3;
 /// Fresh downloads of one blob after its body broke off mid-way.
@@ -351,6 +354,7 @@ impl OciRegistry {
         let origin = endpoint::origin(registry);
         let mut jitter = Jitter::new(self.jitter_seed.fetch_add(1, Ordering::Relaxed));
         let mut attempt = 0u32;
+        let started = tokio::time::Instant::now();
         loop {
             let mut rb = self.http.request(call.method.clone(), &call.url).headers(call.headers.clone());
             if let Some(t) = call.timeout {
@@ -378,7 +382,8 @@ impl OciRegistry {
             match self.classify(result, call).await? {
                 Attempt::Done(resp) => return Ok(resp),
                 Attempt::Retry { why, retry_after, last } => {
-                    if !self.options.backoff.allows_retry_after(attempt) {
+                    let delay = self.options.backoff.delay(attempt, retry_after, &mut jitter);
+                    if !self.options.backoff.allows_retry_after(attempt) || started.elapsed() + delay > RETRY_WINDOW {
                         return match last {
                             Some(answer) => answer,
                             None => Err(self.unreachable(
@@ -393,7 +398,7 @@ impl OciRegistry {
                             )),
                         };
                     }
-                    tokio::time::sleep(self.options.backoff.delay(attempt, retry_after, &mut jitter)).await;
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
             }
