@@ -109,10 +109,10 @@ pub struct PublishArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct RegistryAuthArgs {
     /// Registry user [env: REGISTRY_USERNAME].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub registry_username: Option<String>,
-    /// Registry password or token [env: REGISTRY_PASSWORD].
-    #[arg(long)]
+    /// Registry password or token [env: REGISTRY_PASSWORD]. A token may start with '-'.
+    #[arg(long, allow_hyphen_values = true)]
     pub registry_password: Option<String>,
 }
 
@@ -150,4 +150,16 @@ pub struct PullArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from(["release-capsule", "pull", "--capsule", "r:t", "--output", "o", "--registry-password", "-bXyZ"]).unwrap();
+        let Command::Pull(args) = cli.command else { panic!("pull") };
+        assert_eq!(args.auth.registry_password.as_deref(), Some("-bXyZ"));
+    }
 }

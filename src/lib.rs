@@ -4,12 +4,15 @@
 //! `core` is pure and deterministic; `layout`, `registry` and `github` are the
 //! edges; `commands` wires them together behind the CLI.
 
+pub mod action;
 pub mod cli;
 pub mod commands;
 pub mod core;
 pub mod failure;
+pub mod github;
 pub mod image_layout;
 pub mod layout;
 pub mod registry;
 pub mod report;
 pub mod settings;
+pub mod trust;

@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     let result: Result<(), Failure> = match &cli.command {
         Command::Build(args) => commands::build::run(args, &process_env),
         Command::Publish(args) => commands::publish::run(args, &process_env),
-        _ => Err(Failure::input(anyhow::anyhow!("this command is not available yet"))),
+        Command::Verify(args) => commands::verify::run(args, &process_env),
+        Command::Pull(args) => commands::pull::run(args, &process_env),
+        Command::Action => release_capsule::action::run(&process_env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{BuildArgs, CapsuleArgs};
 use crate::core::ident::{Digest, GitSha, IdentError, Repository, SourceUrl};
 use crate::core::package::{PackageError, PackageKind};
+use crate::core::reference::{Reference, ReferenceError};
 use crate::core::timestamp::{Created, TimestampError};
 
 /// Reads an environment variable; a function so tests need no process env.
@@ -33,6 +34,14 @@ pub enum SettingsError {
     },
     #[error("--package-kind: {0}")]
     Kind(#[source] PackageError),
+    #[error("{flag}: {source}")]
+    Reference {
+        flag: &'static str,
+        #[source]
+        source: ReferenceError,
+    },
+    #[error("{flag} {value}: {hint}")]
+    Invalid { flag: &'static str, value: String, hint: &'static str },
     #[error("{flag} {path}: cannot be read")]
     Read {
         flag: &'static str,
@@ -276,5 +285,94 @@ impl PublishSettings {
             on_conflict: args.on_conflict,
             dry_run: args.dry_run,
         })
+    }
+}
+
+/// What `verify` checks: a capsule against the image it must belong to.
+#[derive(Debug, Clone)]
+pub struct VerifySettings {
+    pub capsule: Reference,
+    /// `<repo>:git-<sha>`, without a digest.
+    pub image: Reference,
+    pub image_digest: Option<Digest>,
+    pub output: Option<PathBuf>,
+    pub credentials: RegistryCredentials,
+    pub json: bool,
+}
+
+fn reference(flag: &'static str, value: &str) -> Result<Reference, SettingsError> {
+    value.trim().parse().map_err(|source| SettingsError::Reference { flag, source })
+}
+
+impl VerifySettings {
+    pub fn resolve(args: &crate::cli::VerifyArgs, env: Env) -> Result<Self, SettingsError> {
+        let image = reference("--image", &args.image)?;
+        let release_tag = image.tag.as_deref().and_then(|t| t.strip_prefix("git-")).is_some_and(|sha| sha.parse::<GitSha>().is_ok());
+        if !release_tag || image.digest.is_some() {
+            return Err(SettingsError::Invalid {
+                flag: "--image",
+                value: args.image.clone(),
+                hint: "expected <repository>:git-<40-hex sha>, the tag that names the release; pass a digest with --image-digest",
+            });
+        }
+        Ok(Self {
+            capsule: reference("--capsule", &args.capsule)?,
+            image,
+            image_digest: args.image_digest.as_deref().map(|d| parse("--image-digest", d)).transpose()?,
+            output: args.output.clone(),
+            credentials: RegistryCredentials::resolve(&args.auth, env),
+            json: args.json,
+        })
+    }
+}
+
+/// What `pull` fetches and where it unpacks it.
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    pub capsule: Reference,
+    pub output: PathBuf,
+    pub credentials: RegistryCredentials,
+    pub json: bool,
+}
+
+impl PullSettings {
+    pub fn resolve(args: &crate::cli::PullArgs, env: Env) -> Result<Self, SettingsError> {
+        Ok(Self {
+            capsule: reference("--capsule", &args.capsule)?,
+            output: args.output.clone(),
+            credentials: RegistryCredentials::resolve(&args.auth, env),
+            json: args.json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+    use crate::cli::{RegistryAuthArgs, VerifyArgs};
+
+    fn args(image: &str) -> VerifyArgs {
+        VerifyArgs {
+            capsule: "127.0.0.1:5000/acme/app-release-capsule@sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+                .into(),
+            image: image.into(),
+            image_digest: None,
+            output: None,
+            auth: RegistryAuthArgs { registry_username: None, registry_password: Some("s3cret".into()) },
+            json: false,
+        }
+    }
+
+    #[test]
+    fn image_must_name_a_release_tag() {
+        let env = |k: &str| (k == "REGISTRY_USERNAME").then(|| "bot".to_owned());
+        let s = VerifySettings::resolve(&args("127.0.0.1:5000/acme/app:git-0123456789abcdef0123456789abcdef01234567"), &env).unwrap();
+        assert_eq!(s.image.tag.as_deref(), Some("git-0123456789abcdef0123456789abcdef01234567"));
+        assert_eq!(s.credentials.username.as_deref(), Some("bot"));
+        assert!(!format!("{s:?}").contains("s3cret"));
+        for bad in ["127.0.0.1:5000/acme/app:latest", "127.0.0.1:5000/acme/app:git-abc", "127.0.0.1:5000/acme/app"] {
+            let e = VerifySettings::resolve(&args(bad), &env).unwrap_err().to_string();
+            assert!(e.starts_with("--image"), "{e}");
+        }
     }
 }

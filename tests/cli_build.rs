@@ -1,6 +1,8 @@
 //! `release-capsule build` end to end, through the real binary: determinism,
 //! the golden digest, and one specific error per bad input.
 
+#![allow(clippy::unwrap_used)] // a test crate: a panic is the failure report
+
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -259,6 +261,10 @@ fn bad_inputs_each_get_their_own_error() {
     use std::os::unix::ffi::OsStrExt;
     fs::write(chart.join(std::ffi::OsStr::from_bytes(b"templates/caf\xe9.yaml")), "x").unwrap();
     expect_input_error(&chart, &[], "is not valid UTF-8");
+
+    let chart = chart_copy(&tmp.path().join("dots"));
+    fs::write(chart.join("templates/config..yaml"), "x: 1\n").unwrap();
+    expect_input_error(&chart, &[], "templates/config..yaml: the name holds two dots in a row, which Kargo's untar");
 
     let chart = chart_copy(&tmp.path().join("undeclared-dep"));
     fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: golden\nversion: 1.0.0\ndependencies:\n  - name: redis\n    version: 1.x\n")

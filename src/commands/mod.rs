@@ -2,3 +2,5 @@
 
 pub mod build;
 pub mod publish;
+pub mod pull;
+pub mod verify;

@@ -9,10 +9,12 @@ pub mod image_date;
 pub mod manifest;
 pub mod package;
 pub mod provenance;
+pub mod reference;
 pub mod release;
 pub mod sbom;
 pub mod timestamp;
 pub mod unpack;
+pub mod verify;
 
 pub const TOOL_NAME: &str = "release-capsule";
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");

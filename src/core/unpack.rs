@@ -1,6 +1,13 @@
 //! Unpacking a capsule archive that came from somewhere else. Everything spec
 //! section 2 forbids is refused, sizes are counted as bytes arrive (headers are
 //! not trusted), and nothing is written outside the output directory.
+//!
+//! The archive must also read the same here as in Kargo's `untar` (Go's
+//! archive/tar behind a multi-member gzip reader), or a capsule could verify
+//! as one tree and deploy as another. So every gzip member is read, tar
+//! extensions that change how later bytes are read (pax headers, GNU sparse
+//! maps) are refused rather than interpreted, and nothing but zero padding may
+//! follow the end of the archive.
 
 use std::collections::HashSet;
 use std::fs;
@@ -19,6 +26,8 @@ const MAX_DECOMPRESSED: u64 = MAX_TOTAL_SIZE + 16 * 1024 * 1024;
 pub enum UnpackError {
     #[error("output directory {dir}: already exists and is not empty; give a new or empty directory")]
     OutputNotEmpty { dir: PathBuf },
+    #[error("output directory {dir}: is a symbolic link; give a real directory")]
+    OutputIsLink { dir: PathBuf },
     #[error("archive entry {path:?}: {reason}")]
     Unsafe { path: String, reason: &'static str },
     #[error("archive entry {path:?}: is a {kind}; a capsule holds only regular files and directories")]
@@ -27,6 +36,10 @@ pub enum UnpackError {
     FileTooLarge { path: String },
     #[error("archive: expands to more than the 100 MiB limit (a compression bomb, or not a capsule)")]
     TooLarge,
+    #[error("archive entry {path:?}: its header says {declared} bytes but the archive holds {read}")]
+    Truncated { path: String, declared: u64, read: u64 },
+    #[error("archive: data follows the end-of-archive marker; a capsule archive ends there")]
+    TrailingData,
     #[error("archive: is not a valid gzip'd tar")]
     Corrupt(#[source] io::Error),
     #[error("{path}: cannot be written")]
@@ -94,6 +107,10 @@ fn checked_name(raw: &[u8], is_dir: bool) -> Result<String, UnpackError> {
     if name.contains('\\') {
         return Err(unsafe_("backslashes are not allowed"));
     }
+    if name.contains(['\n', '\r']) {
+        // The package tree digest is one line per file: a line break in a name forges lines.
+        return Err(unsafe_("line breaks are not allowed in names"));
+    }
     let name = if is_dir { name.strip_suffix('/').unwrap_or(name) } else { name };
     if name.is_empty() || name.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
         return Err(unsafe_("empty, '.' or '..' path segments are not allowed"));
@@ -104,10 +121,10 @@ fn checked_name(raw: &[u8], is_dir: bool) -> Result<String, UnpackError> {
 /// Unpacks the gzip'd tar read from `layer` into `out`, which must not exist
 /// or be empty. Returns every file with its size and sha256.
 pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
-    let write_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| UnpackError::Write { path, source }
-    };
+    // A link planted where the output goes would carry every write elsewhere.
+    if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(UnpackError::OutputIsLink { dir: out.to_owned() });
+    }
     match fs::read_dir(out) {
         Ok(mut it) => {
             if it.next().is_some() {
@@ -117,8 +134,32 @@ pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackE
         Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(out).map_err(write_err(out))?,
         Err(e) => return Err(write_err(out)(e)),
     }
-    let gz = flate2::read::GzDecoder::new(layer);
+    // Go's gzip reader reads every member, so a second member is part of the archive.
+    let gz = flate2::read::MultiGzDecoder::new(layer);
     let mut archive = tar::Archive::new(Budget { inner: gz, left: MAX_DECOMPRESSED });
+    let files = unpack_entries(&mut archive, out)?;
+    // After the end-of-archive block only zero padding may follow: Go's reader
+    // refuses a zero block followed by a header, where the tar crate would stop.
+    let mut rest = archive.into_inner();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = rest.read(&mut buf).map_err(corrupt)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Err(UnpackError::TrailingData);
+        }
+    }
+    Ok(files)
+}
+
+fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError {
+    let path = path.to_owned();
+    move |source| UnpackError::Write { path, source }
+}
+
+fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
     let mut dirs: HashSet<String> = HashSet::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut files = Vec::new();
@@ -128,8 +169,14 @@ pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackE
         let kind = entry.header().entry_type();
         let is_dir = kind.is_dir();
         let raw_path = entry.path_bytes().into_owned();
+        let lossy = || String::from_utf8_lossy(&raw_path).into_owned();
         if !(is_dir || kind.is_file()) {
-            return Err(UnpackError::Forbidden { path: String::from_utf8_lossy(&raw_path).into_owned(), kind: kind_name(kind) });
+            return Err(UnpackError::Forbidden { path: lossy(), kind: kind_name(kind) });
+        }
+        // The tar crate applies a pax header's path and size to the entry after
+        // it; other readers apply other keys (sparse maps). Refuse them all.
+        if entry.pax_extensions().map_err(corrupt)?.is_some() {
+            return Err(UnpackError::Forbidden { path: lossy(), kind: "entry with a pax extended header".into() });
         }
         let name = checked_name(&raw_path, is_dir)?;
         if !seen.insert(name.clone()) {
@@ -149,6 +196,7 @@ pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackE
         if entry.header().size().unwrap_or(u64::MAX) > MAX_FILE_SIZE {
             return Err(UnpackError::FileTooLarge { path: name });
         }
+        let declared = entry.size();
         let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&dest).map_err(write_err(&dest))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
@@ -169,6 +217,9 @@ pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackE
             hasher.update(&buf[..n]);
             file.write_all(&buf[..n]).map_err(write_err(&dest))?;
         }
+        if size != declared {
+            return Err(UnpackError::Truncated { path: name, declared, read: size });
+        }
         files.push(UnpackedFile { path: name, size, sha256: Digest::from_hasher(hasher) });
     }
     Ok(files)
@@ -181,6 +232,11 @@ fn kind_name(kind: tar::EntryType) -> String {
         tar::EntryType::Char => "character device".into(),
         tar::EntryType::Block => "block device".into(),
         tar::EntryType::Fifo => "FIFO".into(),
+        tar::EntryType::GNUSparse => "GNU sparse file".into(),
+        tar::EntryType::XGlobalHeader => "pax global header".into(),
+        tar::EntryType::XHeader => "pax extended header".into(),
+        tar::EntryType::GNULongName | tar::EntryType::GNULongLink => "GNU long name outside a GNU or ustar header".into(),
+        tar::EntryType::Continuous => "contiguous file".into(),
         other => format!("tar entry of type {:?}", other.as_byte() as char),
     }
 }
@@ -189,13 +245,40 @@ fn kind_name(kind: tar::EntryType) -> String {
 mod tests {
     use super::*;
 
-    fn tgz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    fn tar_bytes(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         build(&mut b);
-        let raw = b.into_inner().unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn gzip(raw: &[u8]) -> Vec<u8> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&raw).unwrap();
+        gz.write_all(raw).unwrap();
         gz.finish().unwrap()
+    }
+
+    fn tgz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        gzip(&tar_bytes(build))
+    }
+
+    /// One pax record: `<len> <key>=<value>\n`, where len counts the whole record.
+    fn pax_record(key: &str, value: &str) -> Vec<u8> {
+        let body = format!(" {key}={value}\n");
+        let mut len = body.len() + 1;
+        while format!("{len}{body}").len() != len {
+            len += 1;
+        }
+        format!("{len}{body}").into_bytes()
+    }
+
+    fn refused(layer: &[u8]) -> UnpackError {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("nested").join("out");
+        let err = unpack(layer, &out).unwrap_err();
+        // Nothing was written beside the output directory.
+        let beside: Vec<_> = fs::read_dir(dir.path().join("nested")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(beside, ["out"], "{err}");
+        err
     }
 
     fn file(b: &mut tar::Builder<Vec<u8>>, name: &[u8], data: &[u8], kind: tar::EntryType) {
@@ -232,6 +315,55 @@ mod tests {
     }
 
     #[test]
+    fn refuses_tar_extensions_other_readers_interpret_differently() {
+        let pax = |b: &mut tar::Builder<Vec<u8>>, kind| {
+            file(b, b"pax", &pax_record("path", "release.yaml"), kind);
+            file(b, b"innocent", b"x", tar::EntryType::Regular);
+        };
+        let err = refused(&tgz(|b| pax(b, tar::EntryType::XHeader)));
+        assert!(matches!(&err, UnpackError::Forbidden { kind, .. } if kind.contains("pax extended")), "{err}");
+        let err = refused(&tgz(|b| pax(b, tar::EntryType::XGlobalHeader)));
+        assert!(matches!(&err, UnpackError::Forbidden { kind, .. } if kind == "pax global header"), "{err}");
+        let err = refused(&tgz(|b| file(b, b"sparse", &[0u8; 512], tar::EntryType::GNUSparse)));
+        assert!(matches!(err, UnpackError::Forbidden { .. } | UnpackError::Corrupt(_)), "{err}");
+        let err = refused(&tgz(|b| file(b, b"a\nb", b"x", tar::EntryType::Regular)));
+        assert!(matches!(err, UnpackError::Unsafe { .. }), "{err}");
+    }
+
+    #[test]
+    fn header_sizes_are_not_trusted() {
+        // The header claims 4096 bytes; the archive ends after 512.
+        let mut h = tar::Header::new_gnu();
+        h.set_path("liar").unwrap();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(4096);
+        h.set_cksum();
+        let mut raw = h.as_bytes().to_vec();
+        raw.extend_from_slice(&[b'L'; 512]);
+        let err = refused(&gzip(&raw));
+        assert!(matches!(err, UnpackError::Truncated { declared: 4096, read: 512, .. }), "{err}");
+    }
+
+    #[test]
+    fn reads_what_go_reads_after_the_first_member_and_marker() {
+        // Two gzip members: Go's reader (Kargo's untar) sees both, and so must we.
+        let first = tar_bytes(|b| file(b, b"a", b"1", tar::EntryType::Regular));
+        let first = &first[..first.len() - 1024]; // without the end-of-archive blocks
+        let mut layer = gzip(first);
+        layer.extend(tgz(|b| file(b, b"b", b"2", tar::EntryType::Regular)));
+        let dir = tempfile::tempdir().unwrap();
+        let files = unpack(&layer[..], &dir.path().join("o")).unwrap();
+        assert_eq!(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+
+        // One zero block, then more entries: Go fails, the tar crate would stop quietly.
+        let mut raw = tar_bytes(|b| file(b, b"a", b"1", tar::EntryType::Regular));
+        raw.truncate(raw.len() - 1024);
+        raw.extend_from_slice(&[0u8; 512]);
+        raw.extend(tar_bytes(|b| file(b, b"b", b"2", tar::EntryType::Regular)));
+        assert!(matches!(refused(&gzip(&raw)), UnpackError::TrailingData));
+    }
+
+    #[test]
     fn unpacks_and_hashes() {
         let dir = tempfile::tempdir().unwrap();
         let layer = tgz(|b| {
@@ -242,5 +374,10 @@ mod tests {
         assert_eq!(files, vec![UnpackedFile { path: "d/f".into(), size: 2, sha256: Digest::of(b"hi") }]);
         assert_eq!(fs::read(dir.path().join("o/d/f")).unwrap(), b"hi");
         assert!(matches!(unpack(&layer[..], &dir.path().join("o")), Err(UnpackError::OutputNotEmpty { .. })));
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.path().join("link")).unwrap();
+        assert!(matches!(unpack(&layer[..], &dir.path().join("link")), Err(UnpackError::OutputIsLink { .. })));
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
     }
 }

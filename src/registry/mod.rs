@@ -9,6 +9,8 @@ use crate::core::ident::{Digest, Repository};
 
 pub mod auth;
 pub mod endpoint;
+#[cfg(test)]
+pub mod memory;
 pub mod oci;
 pub mod retry;
 pub mod transport;

@@ -364,8 +364,12 @@ impl Walker {
 }
 
 fn check_name(rel: &str) -> Result<(), PackageError> {
+    // Kargo's untar silently skips any entry whose name contains `\` or `..`
+    // anywhere (not only as a segment), so such a file would vanish at promotion.
     let what = if rel.contains('\\') {
         "a backslash"
+    } else if rel.contains("..") {
+        "two dots in a row"
     } else if rel.contains('\n') || rel.contains('\r') {
         "a line break"
     } else {

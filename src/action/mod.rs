@@ -1,0 +1,166 @@
+//! `release-capsule action`: the GitHub Action step. It masks the secrets,
+//! resolves the inputs once, opens a check run, publishes, and then writes
+//! the outputs, the job summary, the annotations and the final check run and
+//! commit status. Only a failed publish (or bad input) fails the step;
+//! reporting problems become warnings.
+
+pub mod outputs;
+pub mod reporting;
+pub mod settings;
+pub mod summary;
+pub mod workflow_commands;
+
+use std::io::Stdout;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::commands::publish::{publish, CommitDateSource};
+use crate::core::timestamp::Created;
+use crate::failure::{Classify, Failure, FailureKind};
+use crate::github::client::{GitHubCommitDates, Notify, OctocrabGitHub};
+use crate::github::ChecksApi;
+use crate::settings::Env;
+
+use self::reporting::Reporter;
+use self::settings::ActionSettings;
+use self::workflow_commands::{command, Log};
+
+/// Now, RFC 3339 UTC: for the check run's start and end (per-run facts never
+/// go into the capsule).
+fn clock() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as i64);
+    Created::from_unix(secs, "the system clock").map(|c| c.to_string()).unwrap_or_default()
+}
+
+fn append_summary(log: &mut Log<Stdout>, file: Option<&PathBuf>, markdown: &str) -> Result<(), Failure> {
+    let Some(path) = file else {
+        log.debug("GITHUB_STEP_SUMMARY is not set: no job summary");
+        return Ok(());
+    };
+    outputs::append_text(path, markdown).map_err(|e| {
+        Failure::failed(anyhow::Error::new(e).context(format!("{}: cannot append the job summary (GITHUB_STEP_SUMMARY)", path.display())))
+    })
+}
+
+/// Reads the payload file GITHUB_EVENT_PATH names, if any.
+fn read_payload(env: Env) -> Result<Option<String>, Failure> {
+    let Some(path) = env("GITHUB_EVENT_PATH").filter(|p| !p.trim().is_empty()) else { return Ok(None) };
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .map_err(|e| Failure::input(anyhow::Error::new(e).context(format!("GITHUB_EVENT_PATH {path}: cannot read the event payload"))))
+}
+
+pub fn run(env: Env) -> Result<(), Failure> {
+    let debug = env("RUNNER_DEBUG").as_deref() == Some("1");
+    let mut log = Log::new(std::io::stdout(), debug);
+    // First of all: nothing printed after this can show a secret.
+    for secret in settings::secrets(env) {
+        log.mask(&secret);
+    }
+    let resolved = read_payload(env).and_then(|payload| settings::resolve(env, payload.as_deref()).or_fail(FailureKind::Input));
+    let s = match resolved {
+        Ok(s) => s,
+        Err(failure) => {
+            let message = failure.to_string();
+            log.error("release-capsule: bad input", &message);
+            let summary_file = env("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()).map(PathBuf::from);
+            append_summary(&mut log, summary_file.as_ref(), &summary::input_error_markdown(&message))?;
+            return Err(failure);
+        }
+    };
+    log.debug(&format!("resolved settings: {s:?}"));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
+    rt.block_on(run_step(&s, log))
+}
+
+async fn run_step(s: &ActionSettings, mut log: Log<Stdout>) -> Result<(), Failure> {
+    let debug = s.debug;
+    let notify: Notify = Arc::new(move |debug_only, line| {
+        if !debug_only {
+            println!("{}", line.trim_start_matches(':'));
+        } else if debug {
+            println!("{}", command("debug", &[], line));
+        }
+    });
+    let gh = &s.github;
+    let client = match OctocrabGitHub::new(&gh.api_url, gh.token.as_ref(), &gh.owner, &gh.repo, notify) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log.warning("release-capsule: GitHub API", &format!("{e}; nothing is reported to GitHub"));
+            None
+        }
+    };
+    let api: Option<&dyn ChecksApi> = if gh.token.is_some() { client.as_ref().map(|c| c as &dyn ChecksApi) } else { None };
+    let sha = s.sha();
+    let mut reporter = Reporter::new(api, gh, sha);
+
+    log.info(&format!(
+        "release-capsule {}: {} event, commit {sha}, {}",
+        crate::core::TOOL_VERSION,
+        match &s.event {
+            settings::Event::Push => "push".to_owned(),
+            settings::Event::PullRequest { target: false } => "pull_request".to_owned(),
+            settings::Event::PullRequest { target: true } => "pull_request_target".to_owned(),
+            settings::Event::WorkflowDispatch => "workflow_dispatch".to_owned(),
+            settings::Event::Other(name) => name.clone(),
+        },
+        if s.push() { "pushing" } else { "dry run: nothing is pushed" }
+    ));
+    if s.fork {
+        log.info("pull request from a fork: its token is read-only, so the check run and status will likely be refused");
+    }
+    reporter.start(&clock()).await;
+    if let Some(id) = reporter.check_run_id() {
+        log.debug(&format!("check run {id} created for {sha}"));
+    }
+
+    log.group(&format!("Publish {} for git-{}", s.publish.capsule.capsule, sha.short()));
+    let dates = GitHubCommitDates { api: client.as_ref(), from_payload: s.payload_commit_date.map(|d| (sha.clone(), d)) };
+    let result = publish(&s.publish, Some(&dates as &dyn CommitDateSource)).await;
+    log.end_group();
+
+    let outcome = result.as_ref();
+    let problems = summary::problems(s, outcome);
+    for p in &problems {
+        log.annotate(&p.log_annotation());
+    }
+    match outcome {
+        Ok(o) => log.info(&format!(
+            "{}: {}",
+            if o.dry_run {
+                "validated, not pushed"
+            } else if o.published {
+                "published"
+            } else {
+                "already published"
+            },
+            o.report.reference
+        )),
+        Err(f) => log.error("release-capsule: publish failed", &f.to_string()),
+    }
+
+    let mut step_failure = None;
+    if let Some(path) = &s.output_file {
+        if let Err(e) = outputs::append(path, &summary::outputs(outcome)) {
+            step_failure = Some(Failure::failed(e));
+        }
+    } else {
+        log.debug("GITHUB_OUTPUT is not set: no step outputs");
+    }
+
+    let markdown = summary::markdown(s, outcome);
+    let verdict = summary::verdict(s, outcome);
+    let annotations: Vec<_> = problems.iter().map(summary::Problem::check_annotation).collect();
+    reporter.finish(&verdict, &markdown, &annotations, &clock()).await;
+    for note in reporter.notes() {
+        log.warning("release-capsule: reporting", note);
+    }
+    let summary_text = markdown + &summary::notes_markdown(reporter.notes());
+    if let Err(f) = append_summary(&mut log, s.summary_file.as_ref(), &summary_text) {
+        step_failure.get_or_insert(f);
+    }
+
+    result?;
+    step_failure.map_or(Ok(()), Err)
+}

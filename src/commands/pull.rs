@@ -1,0 +1,61 @@
+//! `release-capsule pull`: download a capsule, check its digests and unpack it
+//! safely (steps 1 to 3 of spec section 8, without the release checks).
+
+use serde::Serialize;
+
+use crate::cli::PullArgs;
+use crate::failure::{Classify, Failure, FailureKind};
+use crate::registry::{ClientOptions, OciRegistry, RegistryClient};
+use crate::report;
+use crate::settings::{Env, PullSettings, RegistryCredentials};
+use crate::trust::{self, Pulled};
+
+/// The `--json` document.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PullReport {
+    pub capsule: String,
+    pub digest: String,
+    pub layer_digest: String,
+    pub layer_size: u64,
+    pub file_count: usize,
+    pub output: String,
+}
+
+impl PullReport {
+    pub fn new(s: &PullSettings, p: &Pulled) -> Self {
+        Self {
+            capsule: p.capsule.repo.with_digest(&p.digest),
+            digest: p.digest.to_string(),
+            layer_digest: p.layer_digest.to_string(),
+            layer_size: p.layer_size,
+            file_count: p.file_count,
+            output: s.output.display().to_string(),
+        }
+    }
+}
+
+pub async fn execute<C: RegistryClient>(s: &PullSettings, client: &C) -> Result<(), Failure> {
+    let pulled = trust::pull_into(client, &s.capsule, &s.output).await?;
+    let r = PullReport::new(s, &pulled);
+    if s.json {
+        report::print_json(&r);
+    } else {
+        println!("pulled {}", r.capsule);
+        println!("  layer    {} ({})", r.layer_digest, report::human_size(r.layer_size));
+        println!("  output   {} ({} files)", r.output, r.file_count);
+    }
+    Ok(())
+}
+
+/// A registry client that only reads, with the user's credentials.
+pub fn connect(credentials: &RegistryCredentials) -> Result<OciRegistry, Failure> {
+    OciRegistry::new(credentials, ClientOptions::default()).map_err(trust::registry_failure)
+}
+
+pub fn run(args: &PullArgs, env: Env) -> Result<(), Failure> {
+    let s = PullSettings::resolve(args, env).or_fail(FailureKind::Input)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
+    let client = connect(&s.credentials)?;
+    rt.block_on(execute(&s, &client))
+}

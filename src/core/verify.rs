@@ -1,0 +1,611 @@
+//! The checks of the trust chain (spec section 8), as pure functions over what
+//! was fetched and unpacked. Every check names the field, the value expected
+//! and the value found, and the checks of one step all run, so a failed
+//! verification lists everything that is wrong at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use super::capsule::MAX_LAYER_SIZE;
+use super::ident::{Digest, Repository};
+use super::manifest::{
+    self, Descriptor, Manifest, ANN_CREATED, ANN_IMAGE, ANN_PACKAGE_DIGEST, ANN_PACKAGE_KIND, ANN_REVISION, ANN_SOURCE, ARTIFACT_TYPE,
+    LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
+};
+use super::package::{tree_digest, PackageKind};
+use super::release::{self, ReleaseDoc, PROVENANCE_PATH, RELEASE_FILE, SBOM_PATH, SCHEMA_VERSION};
+use super::unpack::UnpackedFile;
+
+/// What a check shows for a field the document does not have.
+pub const MISSING: &str = "(missing)";
+
+/// One comparison: `name: expected X, got Y` when it fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: expected {}, got {}", self.name, self.expected, self.actual)
+    }
+}
+
+/// The checks made so far, in the order the spec lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Checks(Vec<Check>);
+
+impl Checks {
+    /// Records a check whose outcome the caller decided; returns it.
+    pub fn that(&mut self, name: &str, ok: bool, expected: impl fmt::Display, actual: impl fmt::Display) -> bool {
+        self.0.push(Check { name: name.to_owned(), ok, expected: expected.to_string(), actual: actual.to_string() });
+        ok
+    }
+    /// `actual == expected`; an absent actual value fails and shows as [`MISSING`].
+    pub fn equal(&mut self, name: &str, expected: &str, actual: Option<&str>) -> bool {
+        self.that(name, actual == Some(expected), expected, actual.unwrap_or(MISSING))
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Check> {
+        self.0.iter()
+    }
+    pub fn failed(&self) -> impl Iterator<Item = &Check> {
+        self.0.iter().filter(|c| !c.ok)
+    }
+    pub fn failure_count(&self) -> usize {
+        self.failed().count()
+    }
+    /// True when something was checked and nothing failed.
+    pub fn all_ok(&self) -> bool {
+        !self.0.is_empty() && self.0.iter().all(|c| c.ok)
+    }
+    /// The failed checks, one per line, for an error message.
+    pub fn failure_lines(&self) -> String {
+        self.failed().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
+    }
+    pub fn get(&self, name: &str) -> Option<&Check> {
+        self.0.iter().find(|c| c.name == name)
+    }
+}
+
+/// What step 1 hands on: the manifest and its layer 0, known to be a v1 capsule.
+#[derive(Debug, Clone)]
+pub struct CapsuleManifest {
+    pub manifest: Manifest,
+    pub layer_digest: Digest,
+    pub layer_size: u64,
+}
+
+fn describe(d: &Descriptor) -> String {
+    format!("{} {} ({} bytes)", d.media_type, d.digest, d.size)
+}
+
+/// Step 1: the manifest fetched for `digest` hashes to it, and is a v1 capsule
+/// manifest within the limits of section 2. `None` when any of that fails.
+pub fn check_manifest(checks: &mut Checks, bytes: &[u8], digest: &Digest) -> Option<CapsuleManifest> {
+    let before = checks.failure_count();
+    checks.equal("manifest.digest", digest.as_str(), Some(Digest::of(bytes).as_str()));
+    let manifest: Manifest = match serde_json::from_slice(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            checks.that("manifest", false, "an OCI image manifest", format_args!("something else: {e}"));
+            return None;
+        }
+    };
+    checks.equal("manifest.schemaVersion", "2", Some(&manifest.schema_version.to_string()));
+    checks.equal("manifest.mediaType", MANIFEST_MEDIA_TYPE, manifest.media_type.as_deref());
+    checks.equal("artifactType", ARTIFACT_TYPE, manifest.artifact_type.as_deref());
+    checks.equal("config", &describe(&manifest::empty_config_descriptor()), Some(&describe(&manifest.config)));
+    checks.that("subject", manifest.subject.is_none(), "none", manifest.subject.as_ref().map_or("none".into(), |s| s.digest.clone()));
+    let Some(layer) = manifest.layers.first() else {
+        checks.that("layers", false, "layer 0 holding the capsule archive", "no layers");
+        return None;
+    };
+    checks.equal("layers[0].mediaType", LAYER_MEDIA_TYPE, Some(&layer.media_type));
+    checks.that("layers[0].size", layer.size <= MAX_LAYER_SIZE, format_args!("at most {MAX_LAYER_SIZE} bytes (100 MiB)"), layer.size);
+    let layer_digest = layer.digest.parse::<Digest>().ok();
+    checks.that("layers[0].digest", layer_digest.is_some(), "sha256:<64 hex>", &layer.digest);
+    let layer_size = layer.size;
+    match layer_digest {
+        Some(layer_digest) if checks.failure_count() == before => Some(CapsuleManifest { manifest, layer_digest, layer_size }),
+        _ => None,
+    }
+}
+
+/// Step 2: the downloaded layer hashes to its descriptor.
+pub fn check_layer(checks: &mut Checks, expected: &CapsuleManifest, digest: &Digest, size: u64) -> bool {
+    let size_ok = checks.equal("layer.size", &expected.layer_size.to_string(), Some(&size.to_string()));
+    checks.equal("layer.digest", expected.layer_digest.as_str(), Some(digest.as_str())) && size_ok
+}
+
+/// What the capsule must say, from the command line and the registry.
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    pub image: Repository,
+    /// The tag of `--image`: `git-<sha>`.
+    pub image_tag: String,
+    /// `--image-digest`, when given.
+    pub image_digest: Option<Digest>,
+    /// What `<image>:<image_tag>` resolves to now; `None` when the tag is absent.
+    pub resolved_image_digest: Option<Digest>,
+    pub capsule: Repository,
+    /// The tag of `--capsule`, when it named one.
+    pub capsule_tag: Option<String>,
+}
+
+/// Step 4: release.yaml, the unpacked tree and the manifest annotations agree
+/// with each other and with `expect`. Returns release.yaml when it parsed.
+pub fn check_release(
+    checks: &mut Checks,
+    expect: &Expectations,
+    annotations: &BTreeMap<String, String>,
+    files: &[UnpackedFile],
+    read: &dyn Fn(&str) -> Option<Vec<u8>>,
+) -> Option<ReleaseDoc> {
+    let doc = read_release(checks, files, read);
+    if let Some(doc) = &doc {
+        check_fields(checks, expect, doc);
+        check_package(checks, doc, files);
+        check_annotations(checks, doc, annotations);
+    }
+    check_entries(checks, doc.as_ref(), files);
+    for path in [SBOM_PATH, PROVENANCE_PATH] {
+        let listed = files.iter().any(|f| f.path == path);
+        match listed.then(|| read(path)).flatten() {
+            None => checks.that(path, false, "a JSON file", "missing"),
+            Some(bytes) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => checks.that(path, true, "a JSON file", "a JSON file"),
+                Err(e) => checks.that(path, false, "a JSON file", format_args!("invalid JSON: {e}")),
+            },
+        };
+    }
+    doc
+}
+
+fn read_release(checks: &mut Checks, files: &[UnpackedFile], read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<ReleaseDoc> {
+    let expected = "release.yaml as spec section 3 describes";
+    let Some(bytes) = files.iter().any(|f| f.path == RELEASE_FILE).then(|| read(RELEASE_FILE)).flatten() else {
+        checks.that(RELEASE_FILE, false, expected, "missing");
+        return None;
+    };
+    let parsed = std::str::from_utf8(&bytes).map_err(|e| e.to_string()).and_then(|text| release::parse(text).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(doc) => {
+            checks.that(RELEASE_FILE, true, expected, "a valid document");
+            if let Ok(value) = serde_yaml::from_slice::<serde_yaml::Value>(&bytes) {
+                check_scalars_are_strings(checks, &value, "");
+            }
+            Some(doc)
+        }
+        Err(e) => {
+            checks.that(RELEASE_FILE, false, expected, format_args!("unreadable YAML: {e}"));
+            None
+        }
+    }
+}
+
+/// Every scalar must be a string (spec section 3): Kargo's `yaml-parse` turns an
+/// unquoted all-digit sha into a number and its `'git-' + gitCommit` check fails.
+fn check_scalars_are_strings(checks: &mut Checks, value: &serde_yaml::Value, path: &str) {
+    use serde_yaml::Value;
+    let kind = match value {
+        Value::Mapping(map) => {
+            for (key, child) in map {
+                let key = key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned);
+                let child_path = if path.is_empty() { key } else { format!("{path}.{key}") };
+                check_scalars_are_strings(checks, child, &child_path);
+            }
+            return;
+        }
+        Value::String(_) => return,
+        Value::Number(n) => format!("the number {n}"),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Null => "null".to_owned(),
+        Value::Sequence(_) => "a list".to_owned(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+    };
+    checks.that(path, false, "a double-quoted string", kind);
+}
+
+fn check_fields(checks: &mut Checks, expect: &Expectations, doc: &ReleaseDoc) {
+    let tag = expect.image_tag.as_str();
+    let sha = tag.strip_prefix("git-").unwrap_or(tag);
+    checks.equal("schemaVersion", SCHEMA_VERSION, doc.schema_version.as_deref());
+    checks.equal("gitCommit", sha, doc.git_commit.as_deref());
+    checks.equal("image.repoURL", &expect.image.to_string(), doc.image.repo_url.as_deref());
+    checks.equal("image.tag", tag, doc.image.tag.as_deref());
+    checks.equal("capsule.repoURL", &expect.capsule.to_string(), doc.capsule.repo_url.as_deref());
+    checks.equal("capsule.tag", tag, doc.capsule.tag.as_deref());
+    if let Some(capsule_tag) = &expect.capsule_tag {
+        // The tag the capsule was fetched by pairs with the image tag (spec section 1).
+        checks.that("capsule tag (--capsule)", capsule_tag == tag, tag, capsule_tag);
+    }
+    let doc_digest = doc.image.digest.as_deref();
+    if let Some(flag) = &expect.image_digest {
+        checks.equal("image.digest (--image-digest)", flag.as_str(), doc_digest);
+    }
+    match &expect.resolved_image_digest {
+        Some(now) => checks.equal("image.digest (registry)", now.as_str(), doc_digest),
+        None => checks.that(
+            "image.digest (registry)",
+            false,
+            format_args!("{} to exist in the registry", expect.image.with_tag(tag)),
+            "no such tag",
+        ),
+    };
+    checks.equal("metadata.sbomPath", SBOM_PATH, doc.metadata.sbom_path.as_deref());
+    checks.equal("metadata.provenancePath", PROVENANCE_PATH, doc.metadata.provenance_path.as_deref());
+}
+
+/// The package directory release.yaml names, when it is one section 2 allows.
+fn package_path(doc: &ReleaseDoc) -> Option<String> {
+    let kind: PackageKind = doc.package.kind.as_deref()?.parse().ok()?;
+    Some(kind.capsule_path())
+}
+
+fn check_package(checks: &mut Checks, doc: &ReleaseDoc, files: &[UnpackedFile]) {
+    let kind = doc.package.kind.as_deref();
+    let known = kind.is_some_and(|k| k.parse::<PackageKind>().is_ok());
+    checks.that("package.kind", known, "helm or kustomize", kind.unwrap_or(MISSING));
+    let Some(path) = package_path(doc) else { return };
+    checks.equal("package.path", &path, doc.package.path.as_deref());
+    let prefix = format!("{path}/");
+    let under: Vec<(&str, &Digest)> = files.iter().filter_map(|f| Some((f.path.strip_prefix(&prefix)?, &f.sha256))).collect();
+    let count = under.len();
+    let recomputed = tree_digest(under.into_iter());
+    // Expected is what the files hash to: release.yaml must describe the package it ships.
+    checks.that(
+        "package.digest",
+        doc.package.digest.as_deref() == Some(recomputed.as_str()),
+        format_args!("{recomputed} (recomputed from {count} files under {path}/)"),
+        doc.package.digest.as_deref().unwrap_or(MISSING),
+    );
+}
+
+/// The archive root holds exactly release.yaml, the package and the metadata files.
+fn check_entries(checks: &mut Checks, doc: Option<&ReleaseDoc>, files: &[UnpackedFile]) {
+    let prefix = doc.and_then(package_path).map_or_else(|| "package/".to_owned(), |p| format!("{p}/"));
+    let extra: Vec<&str> = files
+        .iter()
+        .map(|f| f.path.as_str())
+        .filter(|p| ![RELEASE_FILE, SBOM_PATH, PROVENANCE_PATH].contains(p) && !p.starts_with(&prefix))
+        .collect();
+    let shown = match extra.len() {
+        0 => "nothing else".to_owned(),
+        n if n <= 5 => extra.join(", "),
+        n => format!("{} and {} more", extra[..5].join(", "), n - 5),
+    };
+    checks.that(
+        "archive entries",
+        extra.is_empty(),
+        format_args!("only {RELEASE_FILE}, {SBOM_PATH}, {PROVENANCE_PATH} and files under {prefix}"),
+        shown,
+    );
+}
+
+/// The manifest annotations say what release.yaml says (spec section 5).
+fn check_annotations(checks: &mut Checks, doc: &ReleaseDoc, annotations: &BTreeMap<String, String>) {
+    let image = match (&doc.image.repo_url, &doc.image.digest) {
+        (Some(repo), Some(digest)) => Some(format!("{repo}@{digest}")),
+        _ => None,
+    };
+    let pairs = [
+        (ANN_REVISION, doc.git_commit.clone()),
+        (ANN_IMAGE, image),
+        (ANN_PACKAGE_KIND, doc.package.kind.clone()),
+        (ANN_PACKAGE_DIGEST, doc.package.digest.clone()),
+        (ANN_SOURCE, doc.source.repo_url.clone()),
+        (ANN_CREATED, doc.created.clone()),
+    ];
+    for (key, from_release) in pairs {
+        let actual = annotations.get(key).map(String::as_str);
+        checks.that(
+            &format!("annotations[{key}]"),
+            from_release.is_some() && actual == from_release.as_deref(),
+            from_release.as_deref().unwrap_or(MISSING),
+            actual.unwrap_or(MISSING),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::core::manifest::capsule_manifest;
+    use crate::core::release::{render, tests::sample, Release};
+
+    /// A consistent capsule: its files (path → bytes), its release and annotations.
+    struct Fixture {
+        release: Release,
+        files: HashMap<String, Vec<u8>>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let mut release = sample();
+            let mut files: HashMap<String, Vec<u8>> = HashMap::from([
+                ("package/helm/Chart.yaml".to_owned(), b"apiVersion: v2\nname: codeai\nversion: 1.2.3\n".to_vec()),
+                ("package/helm/templates/cm.yaml".to_owned(), b"kind: ConfigMap\n".to_vec()),
+                (SBOM_PATH.to_owned(), b"{\"spdxVersion\":\"SPDX-2.3\"}".to_vec()),
+                (PROVENANCE_PATH.to_owned(), b"{}".to_vec()),
+            ]);
+            let digests: Vec<(String, Digest)> =
+                files.iter().filter_map(|(p, b)| Some((p.strip_prefix("package/helm/")?.to_owned(), Digest::of(b)))).collect();
+            release.package_digest = tree_digest(digests.iter().map(|(p, d)| (p.as_str(), d)));
+            files.insert(RELEASE_FILE.to_owned(), render(&release).into_bytes());
+            Self { release, files }
+        }
+
+        fn expectations(&self) -> Expectations {
+            Expectations {
+                image: self.release.image.clone(),
+                image_tag: self.release.tag(),
+                image_digest: Some(self.release.image_digest.clone()),
+                resolved_image_digest: Some(self.release.image_digest.clone()),
+                capsule: self.release.capsule.clone(),
+                capsule_tag: Some(self.release.tag()),
+            }
+        }
+
+        fn annotations(&self) -> BTreeMap<String, String> {
+            manifest::annotations(&self.release)
+        }
+
+        fn edit_release(&mut self, from: &str, to: &str) {
+            let text = String::from_utf8(self.files[RELEASE_FILE].clone()).unwrap();
+            assert!(text.contains(from), "{from:?} not in release.yaml");
+            self.files.insert(RELEASE_FILE.to_owned(), text.replacen(from, to, 1).into_bytes());
+        }
+
+        fn run(&self, expect: &Expectations, annotations: &BTreeMap<String, String>) -> (Option<ReleaseDoc>, Checks) {
+            let mut listed: Vec<UnpackedFile> =
+                self.files.iter().map(|(p, b)| UnpackedFile { path: p.clone(), size: b.len() as u64, sha256: Digest::of(b) }).collect();
+            listed.sort_by(|a, b| a.path.cmp(&b.path));
+            let read = |p: &str| self.files.get(p).cloned();
+            let mut checks = Checks::default();
+            let doc = check_release(&mut checks, expect, annotations, &listed, &read);
+            (doc, checks)
+        }
+
+        fn failures(&self, expect: &Expectations) -> Vec<Check> {
+            self.run(expect, &self.annotations()).1.failed().cloned().collect()
+        }
+    }
+
+    fn names(failed: &[Check]) -> Vec<&str> {
+        failed.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_consistent_capsule_passes_every_check() {
+        let f = Fixture::new();
+        let (doc, checks) = f.run(&f.expectations(), &f.annotations());
+        assert!(checks.all_ok(), "{}", checks.failure_lines());
+        assert_eq!(doc.unwrap().git_commit.as_deref(), Some(f.release.git_commit.as_str()));
+        for name in ["schemaVersion", "gitCommit", "package.digest", "image.digest (registry)", "annotations[vnd.release-capsule.image]"] {
+            assert!(checks.get(name).is_some_and(|c| c.ok), "{name} was not checked");
+        }
+    }
+
+    #[test]
+    fn each_release_field_failure_is_named_with_expected_and_actual() {
+        let sha = sample().git_commit.to_string();
+        let other_sha = "abcdefabcdefabcdefabcdefabcdefabcdefabcd";
+        let other_digest = Digest::of(b"other image").to_string();
+        let image_digest = sample().image_digest.to_string();
+        // (edit of release.yaml, the checks that must fail)
+        let cases: Vec<(String, String, Vec<&str>)> = vec![
+            ("release-capsule/v1".into(), "release-capsule/v9".into(), vec!["schemaVersion"]),
+            (
+                format!("gitCommit: \"{sha}\""),
+                format!("gitCommit: \"{other_sha}\""),
+                vec!["gitCommit", "annotations[org.opencontainers.image.revision]"],
+            ),
+            (
+                "repoURL: \"ghcr.io/code-dot-org/code-dot-org\"".into(),
+                "repoURL: \"ghcr.io/evil/app\"".into(),
+                vec!["image.repoURL", "annotations[vnd.release-capsule.image]"],
+            ),
+            (format!("  tag: \"git-{sha}\"\n  digest"), format!("  tag: \"git-{other_sha}\"\n  digest"), vec!["image.tag"]),
+            (format!("  tag: \"git-{sha}\"\npackage"), format!("  tag: \"git-{other_sha}\"\npackage"), vec!["capsule.tag"]),
+            ("ghcr.io/code-dot-org/codeai-release-capsule".into(), "ghcr.io/code-dot-org/other".into(), vec!["capsule.repoURL"]),
+            (
+                format!("digest: \"{image_digest}\""),
+                format!("digest: \"{other_digest}\""),
+                vec!["image.digest (--image-digest)", "image.digest (registry)", "annotations[vnd.release-capsule.image]"],
+            ),
+            ("path: \"package/helm\"".into(), "path: \"package/kustomize\"".into(), vec!["package.path"]),
+            ("sbomPath: \"metadata/sbom.json\"".into(), "sbomPath: \"sbom.json\"".into(), vec!["metadata.sbomPath"]),
+            (
+                "provenancePath: \"metadata/provenance.json\"".into(),
+                "provenancePath: \"/etc/passwd\"".into(),
+                vec!["metadata.provenancePath"],
+            ),
+            ("kind: \"helm\"".into(), "kind: \"jsonnet\"".into(), vec!["package.kind", "annotations[vnd.release-capsule.package.kind]"]),
+        ];
+        for (from, to, expected) in cases {
+            let mut f = Fixture::new();
+            f.edit_release(&from, &to);
+            let failed = f.failures(&f.expectations());
+            assert_eq!(names(&failed), expected, "edit {from:?} -> {to:?}");
+            for c in &failed {
+                assert!(c.to_string().starts_with(&format!("{}: expected ", c.name)), "{c}");
+            }
+        }
+    }
+
+    #[test]
+    fn messages_show_expected_and_actual_values() {
+        let mut f = Fixture::new();
+        let other_sha = "abcdefabcdefabcdefabcdefabcdefabcdefabcd";
+        f.edit_release(&format!("gitCommit: \"{}\"", f.release.git_commit), &format!("gitCommit: \"{other_sha}\""));
+        let failed = f.failures(&f.expectations());
+        assert_eq!(failed[0].to_string(), format!("gitCommit: expected {}, got {other_sha}", f.release.git_commit));
+    }
+
+    #[test]
+    fn expectations_from_the_command_line_and_registry_are_checked() {
+        let f = Fixture::new();
+        let other = Digest::of(b"rebuilt image");
+        let mut e = f.expectations();
+        e.image_digest = Some(other.clone());
+        let failed = f.failures(&e);
+        assert_eq!(names(&failed), ["image.digest (--image-digest)"]);
+        assert_eq!(failed[0].expected, other.as_str());
+        assert_eq!(failed[0].actual, f.release.image_digest.as_str());
+
+        let mut e = f.expectations();
+        e.resolved_image_digest = Some(other.clone());
+        assert_eq!(names(&f.failures(&e)), ["image.digest (registry)"]);
+        e.resolved_image_digest = None;
+        let failed = f.failures(&e);
+        assert_eq!(names(&failed), ["image.digest (registry)"]);
+        assert_eq!(failed[0].actual, "no such tag");
+
+        // The image tag names another release: every tag pairing fails.
+        let mut e = f.expectations();
+        e.image_tag = "git-abcdefabcdefabcdefabcdefabcdefabcdefabcd".into();
+        assert_eq!(names(&f.failures(&e)), ["gitCommit", "image.tag", "capsule.tag", "capsule tag (--capsule)"]);
+        // The capsule was fetched by a tag other than the image's.
+        let mut e = f.expectations();
+        e.capsule_tag = Some("latest".into());
+        assert_eq!(names(&f.failures(&e)), ["capsule tag (--capsule)"]);
+        let mut e = f.expectations();
+        e.image = "ghcr.io/code-dot-org/other".parse().unwrap();
+        assert_eq!(names(&f.failures(&e)), ["image.repoURL"]);
+        let mut e = f.expectations();
+        e.capsule = "ghcr.io/code-dot-org/other".parse().unwrap();
+        assert_eq!(names(&f.failures(&e)), ["capsule.repoURL"]);
+    }
+
+    #[test]
+    fn tampered_missing_and_extra_files_fail() {
+        let mut f = Fixture::new();
+        f.files.insert("package/helm/templates/cm.yaml".into(), b"kind: Secret\n".to_vec());
+        let failed = f.failures(&f.expectations());
+        assert_eq!(names(&failed), ["package.digest"]);
+        assert!(failed[0].expected.contains("recomputed from 2 files under package/helm/"), "{}", failed[0]);
+        assert_eq!(failed[0].actual, f.release.package_digest.as_str());
+
+        let mut f = Fixture::new();
+        f.files.remove(SBOM_PATH);
+        f.files.insert(PROVENANCE_PATH.into(), b"{not json".to_vec());
+        let failed = f.failures(&f.expectations());
+        assert_eq!(names(&failed), [SBOM_PATH, PROVENANCE_PATH]);
+        assert_eq!(failed[0].actual, "missing");
+        assert!(failed[1].actual.starts_with("invalid JSON"), "{}", failed[1]);
+
+        let mut f = Fixture::new();
+        f.files.insert("extra.sh".into(), b"#!/bin/sh\n".to_vec());
+        let failed = f.failures(&f.expectations());
+        assert_eq!(names(&failed), ["archive entries"]);
+        assert_eq!(failed[0].actual, "extra.sh");
+
+        let mut f = Fixture::new();
+        f.files.remove(RELEASE_FILE);
+        assert_eq!(names(&f.failures(&f.expectations())), [RELEASE_FILE]);
+        let mut f = Fixture::new();
+        f.files.insert(RELEASE_FILE.into(), b"gitCommit: [unclosed\n".to_vec());
+        let failed = f.failures(&f.expectations());
+        assert_eq!(names(&failed), [RELEASE_FILE]);
+        assert!(failed[0].actual.starts_with("unreadable YAML"), "{}", failed[0]);
+    }
+
+    #[test]
+    fn unquoted_numbers_and_missing_fields_are_reported() {
+        let mut f = Fixture::new();
+        f.edit_release("schemaVersion: \"release-capsule/v1\"\n", "");
+        f.edit_release("  digest: \"sha256:", "  digestx: \"sha256:");
+        let failed = f.failures(&f.expectations());
+        assert_eq!(
+            names(&failed),
+            ["schemaVersion", "image.digest (--image-digest)", "image.digest (registry)", "annotations[vnd.release-capsule.image]"]
+        );
+        assert!(failed.iter().all(|c| c.actual == MISSING || c.expected == MISSING), "{failed:?}");
+        // An all-digit sha written unquoted is a YAML number: Kargo's check would fail, so must ours.
+        let mut f = Fixture::new();
+        let sha = f.release.git_commit.to_string();
+        f.edit_release(&format!("gitCommit: \"{sha}\""), &format!("gitCommit: {sha}"));
+        f.edit_release("appVersion: \"1e5\"", "appVersion: 1e5");
+        let failed = f.failures(&f.expectations());
+        assert_eq!(names(&failed), ["gitCommit", "package.chart.appVersion"]);
+        assert!(failed[0].to_string().starts_with("gitCommit: expected a double-quoted string, got the number 1.2345"), "{}", failed[0]);
+    }
+
+    #[test]
+    fn annotations_must_match_release_yaml() {
+        let f = Fixture::new();
+        let mut ann = f.annotations();
+        ann.insert(ANN_PACKAGE_DIGEST.into(), Digest::of(b"x").to_string());
+        ann.remove(ANN_CREATED);
+        let (_, checks) = f.run(&f.expectations(), &ann);
+        let failed: Vec<Check> = checks.failed().cloned().collect();
+        assert_eq!(names(&failed), ["annotations[vnd.release-capsule.package.digest]", "annotations[org.opencontainers.image.created]"]);
+        assert_eq!(failed[1].actual, MISSING);
+    }
+
+    fn manifest_bytes(edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
+        let mut m = capsule_manifest(&sample(), &Digest::of(b"layer"), 5);
+        edit(&mut m);
+        m.to_bytes()
+    }
+
+    #[test]
+    fn manifest_checks() {
+        let good = manifest_bytes(|_| {});
+        let mut checks = Checks::default();
+        let m = check_manifest(&mut checks, &good, &Digest::of(&good)).unwrap();
+        assert!(checks.all_ok(), "{}", checks.failure_lines());
+        assert_eq!((m.layer_digest, m.layer_size), (Digest::of(b"layer"), 5));
+
+        let wrong = Digest::of(b"another manifest");
+        let mut checks = Checks::default();
+        assert!(check_manifest(&mut checks, &good, &wrong).is_none());
+        assert_eq!(
+            checks.failed().map(|c| c.to_string()).collect::<Vec<_>>(),
+            [format!("manifest.digest: expected {wrong}, got {}", Digest::of(&good))]
+        );
+
+        type Edit = Box<dyn FnOnce(&mut Manifest)>;
+        let cases: Vec<(Edit, Vec<&str>)> = vec![
+            (Box::new(|m| m.artifact_type = Some("application/vnd.cncf.helm.config.v1+json".into())), vec!["artifactType"]),
+            (Box::new(|m| m.artifact_type = None), vec!["artifactType"]),
+            (Box::new(|m| m.layers[0].media_type = "application/vnd.oci.image.layer.v1.tar+gzip".into()), vec!["layers[0].mediaType"]),
+            (Box::new(|m| m.layers[0].size = MAX_LAYER_SIZE + 1), vec!["layers[0].size"]),
+            (Box::new(|m| m.layers[0].digest = "md5:00".into()), vec!["layers[0].digest"]),
+            (Box::new(|m| m.layers.clear()), vec!["layers"]),
+            (Box::new(|m| m.config.media_type = "application/vnd.oci.image.config.v1+json".into()), vec!["config"]),
+            (Box::new(|m| m.config.size = 3), vec!["config"]),
+            (Box::new(|m| m.media_type = Some("application/vnd.docker.distribution.manifest.v2+json".into())), vec!["manifest.mediaType"]),
+            (Box::new(|m| m.subject = Some(m.config.clone())), vec!["subject"]),
+        ];
+        for (edit, expected) in cases {
+            let bytes = manifest_bytes(edit);
+            let mut checks = Checks::default();
+            assert!(check_manifest(&mut checks, &bytes, &Digest::of(&bytes)).is_none());
+            assert_eq!(checks.failed().map(|c| c.name.as_str()).collect::<Vec<_>>(), expected);
+        }
+
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let mut checks = Checks::default();
+        assert!(check_manifest(&mut checks, index, &Digest::of(index)).is_none());
+        assert_eq!(checks.failed().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["manifest"]);
+    }
+
+    #[test]
+    fn layer_check_compares_digest_and_size() {
+        let good = manifest_bytes(|_| {});
+        let m = check_manifest(&mut Checks::default(), &good, &Digest::of(&good)).unwrap();
+        let mut checks = Checks::default();
+        assert!(check_layer(&mut checks, &m, &Digest::of(b"layer"), 5));
+        assert!(!check_layer(&mut checks, &m, &Digest::of(b"tampered"), 8));
+        assert_eq!(checks.failed().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["layer.size", "layer.digest"]);
+    }
+}
