@@ -158,7 +158,8 @@ mod tests {
 
     #[test]
     fn a_password_may_start_with_a_hyphen() {
-        let cli = Cli::try_parse_from(["release-capsule", "pull", "--capsule", "r:t", "--output", "o", "--registry-password", "-bXyZ"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["release-capsule", "pull", "--capsule", "r:t", "--output", "o", "--registry-password", "-bXyZ"]).unwrap();
         let Command::Pull(args) = cli.command else { panic!("pull") };
         assert_eq!(args.auth.registry_password.as_deref(), Some("-bXyZ"));
     }

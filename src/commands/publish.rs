@@ -138,17 +138,20 @@ struct ImageFacts {
     to_push: Option<(PushPlan, PathBuf)>,
 }
 
+/// A capsule already under the tag, as read back.
+struct Existing {
+    digest: Digest,
+    manifest: Manifest,
+    theirs: ReleaseDoc,
+}
+
 /// What to do with the capsule tag (spec section 7).
 enum CapsuleAction {
     Push,
     /// The tag names this very capsule.
     Unchanged,
     /// The tag names another capsule of the same release: keep it.
-    KeepSameRelease {
-        digest: Digest,
-        manifest: Manifest,
-        theirs: ReleaseDoc,
-    },
+    KeepSameRelease(Box<Existing>),
     /// The tag names a different release and the user said overwrite.
     Overwrite {
         digest: Digest,
@@ -204,7 +207,8 @@ pub async fn publish_with<R: RegistryClient>(
     let mut message = match &action {
         CapsuleAction::Push => format!("{publish_verb} {capsule_ref} ({})", built.digest),
         CapsuleAction::Unchanged => format!("already published: {capsule_ref} is {}; nothing to push", built.digest),
-        CapsuleAction::KeepSameRelease { digest, manifest, theirs } => {
+        CapsuleAction::KeepSameRelease(kept) => {
+            let Existing { digest, manifest, theirs } = kept.as_ref();
             describe_existing(&mut report, &c.capsule, digest, manifest, theirs);
             format!(
                 "already published: {capsule_ref} is {digest}, a capsule of the same release (same commit, image and package digests) \
@@ -246,7 +250,9 @@ async fn capsule_action<R: RegistryClient>(
     }
     let existing = existing_release(registry, &c.capsule, &digest, work).await?;
     match existing {
-        Some((theirs, manifest)) if theirs.same_release_as(ours) => Ok(CapsuleAction::KeepSameRelease { digest, manifest, theirs }),
+        Some((theirs, manifest)) if theirs.same_release_as(ours) => {
+            Ok(CapsuleAction::KeepSameRelease(Box::new(Existing { digest, manifest, theirs })))
+        }
         _ if s.on_conflict == OnConflict::Overwrite => Ok(CapsuleAction::Overwrite { digest }),
         theirs => Err(Failure::failed(anyhow!(
             "capsule {}:{tag} already names a different release: the tag points to {digest}, this build is {}{}; \
