@@ -1,25 +1,27 @@
 //! `release-capsule publish`: resolve (or push) the image, build the capsule,
 //! and push it by the rules of spec section 7.
 //!
-//! The flow, [`publish_with`], is generic over [`RegistryClient`]:
-//! 1. The image. With `--image-layout`, the layout is read and checked first
-//!    (every blob present, sizes right), then pushed as `<image>:git-<sha>`
-//!    unless the tag already names it. Without, `<image>:git-<sha>` is
-//!    resolved in the registry. Either way the digest is the manifest's, or
-//!    the index's for a multi-arch image.
+//! The flow, [`publish_with`], is generic over [`RegistryClient`]. Every input
+//! problem is found before the first write:
+//! 1. The image. With `--image-layout`, the layout is read and checked (every
+//!    blob present, sizes right) and its digest taken from index.json; it will
+//!    be pushed as `<image>:git-<sha>` unless the tag already names it.
+//!    Without, `<image>:git-<sha>` is resolved in the registry. Either way the
+//!    digest is the manifest's, or the index's for a multi-arch image. The
+//!    capsule tag is resolved at the same time.
 //! 2. The date (spec section 5): the image's own; else `--created` /
 //!    `SOURCE_DATE_EPOCH`; else the commit date from the caller's
 //!    [`CommitDateSource`] (the action asks the GitHub API); never the clock.
 //! 3. The capsule is built exactly as `build` builds it (same `prepare`, same
 //!    layout writer, into a temporary layout), so both give one digest.
-//! 4. Immutability: the capsule tag is resolved before anything is pushed.
-//!    Same digest: nothing to do. Another capsule of the same release (equal
-//!    gitCommit, image.digest, package.digest): kept. Anything else is a
-//!    conflict (exit 1) unless `--on-conflict overwrite`. The image tag gets the
-//!    same treatment, so a rebuilt image never silently replaces the one a
-//!    published capsule names.
-//! 5. Blobs go up before the manifest (skipping those the registry has), and
-//!    the manifest is read back by digest before success is reported.
+//! 4. Immutability. Capsule tag on the same digest: nothing to do. On another
+//!    capsule of the same release (equal gitCommit, image.digest,
+//!    package.digest): kept. Anything else is a conflict (exit 1) unless
+//!    `--on-conflict overwrite`. The image tag gets the same treatment, so a
+//!    rebuilt image never silently replaces the one a published capsule names.
+//! 5. Then the writes: the image (blobs, child manifests, the tagged root), then
+//!    the capsule (blobs, skipping those the registry has, then the manifest),
+//!    each read back by digest before success is reported.
 
 use std::future::Future;
 use std::io::BufReader;
