@@ -14,5 +14,6 @@ pub mod image_layout;
 pub mod layout;
 pub mod registry;
 pub mod report;
+pub mod scratch;
 pub mod settings;
 pub mod trust;

@@ -7,8 +7,7 @@
 
 use std::fs;
 use std::io::{self, BufReader};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use anyhow::anyhow;
 
@@ -68,14 +67,6 @@ pub struct Pulled {
 /// Registry errors by exit code, as `publish` maps them: the network or the
 /// registry failing is 3, refused credentials are input (2), and what came
 /// back wrong is a failed verification (1).
-pub fn registry_failure(e: RegistryError) -> Failure {
-    match e {
-        RegistryError::Unreachable { .. } | RegistryError::Protocol { .. } => Failure::network(e),
-        RegistryError::Denied { .. } => Failure::input(e),
-        RegistryError::Integrity { .. } | RegistryError::Local { .. } => Failure::failed(e),
-    }
-}
-
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Failure::failed(anyhow!("a worker thread failed: {e}")))
 }
@@ -103,7 +94,7 @@ pub async fn fetch<C: RegistryClient>(
     // Step 1. A tag is resolved first, so all that follows is fetched by digest.
     let digest = match (&capsule.digest, &capsule.tag) {
         (Some(digest), _) => digest.clone(),
-        (None, Some(tag)) => match client.resolve(repo, tag).await.map_err(registry_failure)? {
+        (None, Some(tag)) => match client.resolve(repo, tag).await.map_err(Failure::from)? {
             Some(digest) => digest,
             None => {
                 checks.that("capsule", false, format_args!("{capsule} in the registry"), "no such tag");
@@ -123,12 +114,12 @@ pub async fn fetch<C: RegistryClient>(
             checks.that("manifest.digest", false, &digest, message);
             return Ok(out);
         }
-        Err(e) => return Err(registry_failure(e)),
+        Err(e) => return Err(Failure::from(e)),
     };
     let Some(manifest) = verify::check_manifest(checks, &fetched.bytes, &digest) else { return Ok(out) };
     // Kargo decodes the config blob, so it must really be there (spec section 5).
     let config = Digest::of(crate::core::manifest::EMPTY_CONFIG);
-    let config_present = client.blob_exists(repo, &config).await.map_err(registry_failure)?;
+    let config_present = client.blob_exists(repo, &config).await.map_err(Failure::from)?;
     if !checks.that(
         "config blob",
         config_present,
@@ -151,7 +142,7 @@ pub async fn fetch<C: RegistryClient>(
             checks.that("layer", false, format_args!("blob {} in the registry", manifest.layer_digest), "blob unknown");
             return Ok(out);
         }
-        Err(e) => return Err(registry_failure(e)),
+        Err(e) => return Err(Failure::from(e)),
     }
     let hashed = layer_file.clone();
     let (layer_digest, layer_size) = blocking(move || hash_file(&hashed))
@@ -207,7 +198,7 @@ pub async fn verify<C: RegistryClient>(
         file_count: 0,
     };
     if let Some(unpacked) = fetched.unpacked {
-        let resolved = client.resolve(&image.repo, &image_tag).await.map_err(registry_failure)?;
+        let resolved = client.resolve(&image.repo, &image_tag).await.map_err(Failure::from)?;
         let expect = Expectations {
             image: image.repo.clone(),
             image_tag,
@@ -235,7 +226,7 @@ pub async fn verify_into<C: RegistryClient>(
     output: Option<&Path>,
 ) -> Result<Verdict, Failure> {
     let staged = output.map(stage_output).transpose()?;
-    let work = WorkDir::new()?;
+    let work = crate::scratch::WorkDir::new()?;
     let tree = staged.as_ref().map_or_else(|| work.path().join("tree"), |s| s.dir.clone());
     let verdict = verify(client, capsule, image, image_digest, &tree, work.path()).await?;
     if let Some(staged) = staged.filter(|_| verdict.verified()) {
@@ -247,7 +238,7 @@ pub async fn verify_into<C: RegistryClient>(
 /// Steps 1 to 3 into `output`, which is only written when they all pass.
 pub async fn pull_into<C: RegistryClient>(client: &C, capsule: &Reference, output: &Path) -> Result<Pulled, Failure> {
     let staged = stage_output(output)?;
-    let work = WorkDir::new()?;
+    let work = crate::scratch::WorkDir::new()?;
     let mut checks = Checks::default();
     let fetched = fetch(client, capsule, &staged.dir, work.path(), &mut checks).await?;
     let (Some(digest), Some(unpacked)) = (fetched.digest, fetched.unpacked) else {
@@ -283,39 +274,6 @@ fn stage_output(output: &Path) -> Result<Staged, Failure> {
         }
     }
     Staged::new(output).map_err(Failure::failed)
-}
-
-/// A private scratch directory (mode 0700) under the system temp dir, removed on drop.
-#[derive(Debug)]
-pub struct WorkDir(PathBuf);
-
-impl WorkDir {
-    pub fn new() -> Result<Self, Failure> {
-        use std::os::unix::fs::DirBuilderExt;
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let base = std::env::temp_dir();
-        loop {
-            let dir = base.join(format!("release-capsule-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-            match fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => return Ok(Self(dir)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(Failure::failed(
-                        anyhow::Error::new(e).context(format!("{}: cannot create a scratch directory", dir.display())),
-                    ))
-                }
-            }
-        }
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

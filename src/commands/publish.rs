@@ -27,7 +27,6 @@ use std::future::Future;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::anyhow;
 use futures_util::{StreamExt, TryStreamExt};
@@ -88,8 +87,7 @@ pub trait CommitDateSource: Send + Sync {
 
 /// The whole publish flow against the real registry.
 pub async fn publish(s: &PublishSettings, commit_dates: Option<&dyn CommitDateSource>) -> Result<PublishOutcome, Failure> {
-    let client =
-        OciRegistry::new(&s.credentials, ClientOptions { push: !s.dry_run, ..ClientOptions::default() }).map_err(registry_failure)?;
+    let client = OciRegistry::new(&s.credentials, ClientOptions { push: !s.dry_run, ..ClientOptions::default() }).map_err(Failure::from)?;
     let result = publish_with(&client, s, commit_dates).await;
     debug(&format!("{} HTTP requests to registries", client.requests()));
     let mut outcome = result?;
@@ -179,15 +177,15 @@ pub async fn publish_with<R: RegistryClient>(
     };
     let (image, existing) = futures_util::future::join(image, registry.resolve(&c.capsule, &tag)).await;
     let mut image = image?;
-    let existing = existing.map_err(registry_failure)?;
+    let existing = existing.map_err(Failure::from)?;
     let created = choose_created(s, &image, commit_dates).await?;
 
     let (release, package, docs) = build::prepare(c, image.digest.clone(), created)?;
-    let work = TempDir::new()?;
-    let capsule_layout = work.path.join("capsule");
+    let work = crate::scratch::WorkDir::new()?;
+    let capsule_layout = work.path().join("capsule");
     let built = build::write_outputs(c, &capsule_layout, &release, &package, &docs)?;
     let ours = release::parse(&String::from_utf8_lossy(&docs.release_yaml)).or_fail(FailureKind::Failed)?;
-    let action = capsule_action(registry, s, existing, &built, &ours, &work.path).await?;
+    let action = capsule_action(registry, s, existing, &built, &ours, work.path()).await?;
 
     // Checked; now write. The image first: the capsule names it.
     let image_needs_push = image.to_push.is_some();
@@ -274,8 +272,8 @@ async fn push_capsule<R: RegistryClient>(registry: &R, repo: &Repository, dir: &
         (config.clone(), BlobLocation { file: layout::blob_path(dir, &config), offset: 0, size: EMPTY_CONFIG.len() as u64 }),
         (built.layer.digest.clone(), BlobLocation { file: layout::blob_path(dir, &built.layer.digest), offset: 0, size: built.layer.size }),
     ];
-    push_blobs(registry, repo, blobs).await.map_err(registry_failure)?;
-    registry.push_manifest(repo, tag, MANIFEST_MEDIA_TYPE, &built.manifest_bytes).await.map_err(registry_failure)?;
+    push_blobs(registry, repo, blobs).await.map_err(Failure::from)?;
+    registry.push_manifest(repo, tag, MANIFEST_MEDIA_TYPE, &built.manifest_bytes).await.map_err(Failure::from)?;
     read_back(registry, repo, &built.digest).await
 }
 
@@ -283,7 +281,7 @@ async fn push_capsule<R: RegistryClient>(registry: &R, repo: &Repository, dir: &
 /// The client retries "not found" for what it just wrote, so `None` here
 /// means the registry kept not having it.
 async fn read_back<R: RegistryClient>(registry: &R, repo: &Repository, digest: &Digest) -> Result<(), Failure> {
-    match registry.manifest(repo, digest.as_str()).await.map_err(registry_failure)? {
+    match registry.manifest(repo, digest.as_str()).await.map_err(Failure::from)? {
         Some(m) if &m.digest == digest => Ok(()),
         Some(m) => Err(Failure::failed(anyhow!("{repo}@{digest}: reading the pushed manifest back gave {}", m.digest))),
         None => Err(Failure::network(anyhow!(
@@ -313,7 +311,7 @@ async fn push_blobs<R: RegistryClient>(registry: &R, repo: &Repository, blobs: V
 /// Step 1 without a layout: what `<image>:git-<sha>` is in the registry.
 async fn resolve_image<R: RegistryClient>(registry: &R, s: &PublishSettings, tag: &str) -> Result<ImageFacts, Failure> {
     let repo = &s.capsule.image;
-    let fetched = registry.manifest(repo, tag).await.map_err(registry_failure)?.ok_or_else(|| {
+    let fetched = registry.manifest(repo, tag).await.map_err(Failure::from)?.ok_or_else(|| {
         Failure::input(anyhow!(
             "image {repo}:{tag} is not in the registry; push the image with that tag first, or pass --image-layout to push it from an OCI image layout"
         ))
@@ -336,7 +334,7 @@ async fn inspect_image_layout<R: RegistryClient>(registry: &R, s: &PublishSettin
     check_given_digest(s, &digest, &format!("--image-layout {} holds", path.display()))?;
     let created = image_created(&LayoutImage(&layout), &plan.root.bytes, &format!("--image-layout {}", path.display())).await?;
 
-    let to_push = match registry.resolve(repo, tag).await.map_err(registry_failure)? {
+    let to_push = match registry.resolve(repo, tag).await.map_err(Failure::from)? {
         Some(d) if d == digest => {
             eprintln!("image {repo}:{tag} is already {digest}; not pushing it again");
             None
@@ -368,13 +366,13 @@ async fn push_plan<R: RegistryClient>(registry: &R, repo: &Repository, tag: &str
     );
     let local_is_input = |e: RegistryError| match e {
         RegistryError::Local { .. } => Failure::input(e),
-        other => registry_failure(other),
+        other => Failure::from(other),
     };
     push_blobs(registry, repo, plan.blobs).await.map_err(local_is_input)?;
     for m in &plan.children {
-        registry.push_manifest(repo, m.digest.as_str(), &m.media_type, &m.bytes).await.map_err(registry_failure)?;
+        registry.push_manifest(repo, m.digest.as_str(), &m.media_type, &m.bytes).await.map_err(Failure::from)?;
     }
-    registry.push_manifest(repo, tag, &plan.root.media_type, &plan.root.bytes).await.map_err(registry_failure)?;
+    registry.push_manifest(repo, tag, &plan.root.media_type, &plan.root.bytes).await.map_err(Failure::from)?;
     read_back(registry, repo, &plan.root.digest).await
 }
 
@@ -435,12 +433,12 @@ struct RegistryImage<'a, R> {
 
 impl<R: RegistryClient> ImageSource for RegistryImage<'_, R> {
     async fn manifest_bytes(&self, child: &Child) -> Result<Vec<u8>, Failure> {
-        let m = self.registry.manifest(self.repo, child.digest.as_str()).await.map_err(registry_failure)?;
+        let m = self.registry.manifest(self.repo, child.digest.as_str()).await.map_err(Failure::from)?;
         m.map(|m| m.bytes)
             .ok_or_else(|| Failure::failed(anyhow!("{}@{}: named by the image index but not in the registry", self.repo, child.digest)))
     }
     async fn config_bytes(&self, child: &Child) -> Result<Vec<u8>, Failure> {
-        self.registry.blob_bytes(self.repo, &child.digest, MAX_CONFIG_SIZE).await.map_err(registry_failure)
+        self.registry.blob_bytes(self.repo, &child.digest, MAX_CONFIG_SIZE).await.map_err(Failure::from)
     }
 }
 
@@ -511,7 +509,7 @@ async fn existing_release<R: RegistryClient>(
     digest: &Digest,
     work: &Path,
 ) -> Result<Option<(ReleaseDoc, Manifest)>, Failure> {
-    let Some(fetched) = registry.manifest(repo, digest.as_str()).await.map_err(registry_failure)? else {
+    let Some(fetched) = registry.manifest(repo, digest.as_str()).await.map_err(Failure::from)? else {
         return Ok(None);
     };
     let Ok(manifest) = serde_json::from_slice::<Manifest>(&fetched.bytes) else {
@@ -533,7 +531,7 @@ async fn existing_release<R: RegistryClient>(
         return Ok(None);
     };
     let archive = work.join("existing.tar.gz");
-    registry.blob_to_file(repo, &layer_digest, MAX_LAYER_SIZE, &archive).await.map_err(registry_failure)?;
+    registry.blob_to_file(repo, &layer_digest, MAX_LAYER_SIZE, &archive).await.map_err(Failure::from)?;
     let out = work.join("existing");
     let file = std::fs::File::open(&archive)
         .map_err(|e| Failure::failed(anyhow::Error::new(e).context(format!("{}: cannot be read", archive.display()))))?;
@@ -586,36 +584,6 @@ fn describe_existing(report: &mut CapsuleReport, repo: &Repository, digest: &Dig
 /// Registry errors to exit codes: the network or the registry failing is 3;
 /// refused credentials are the user's to fix, like bad input, 2; content that
 /// is not what it claims is a failed check, 1.
-fn registry_failure(e: RegistryError) -> Failure {
-    let kind = match &e {
-        RegistryError::Unreachable { .. } | RegistryError::Protocol { .. } => FailureKind::Network,
-        RegistryError::Denied { .. } => FailureKind::Input,
-        RegistryError::Integrity { .. } | RegistryError::Local { .. } => FailureKind::Failed,
-    };
-    Failure::new(kind, e)
-}
-
-/// A scratch directory for the capsule layout and a fetched capsule; removed on drop.
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn new() -> Result<Self, Failure> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!("release-capsule-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-        std::fs::create_dir_all(&path)
-            .map_err(|e| Failure::failed(anyhow::Error::new(e).context(format!("{}: cannot be created", path.display()))))?;
-        Ok(Self { path })
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
 /// Detail for whoever debugs a run: a GitHub debug line in Actions (shown
 /// when debug logging is on), else stderr when RELEASE_CAPSULE_DEBUG is set.
 fn debug(msg: &str) {

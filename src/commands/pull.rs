@@ -50,7 +50,7 @@ pub async fn execute<C: RegistryClient>(s: &PullSettings, client: &C) -> Result<
 
 /// A registry client that only reads, with the user's credentials.
 pub fn connect(credentials: &RegistryCredentials) -> Result<OciRegistry, Failure> {
-    OciRegistry::new(credentials, ClientOptions::default()).map_err(trust::registry_failure)
+    OciRegistry::new(credentials, ClientOptions::default()).map_err(Failure::from)
 }
 
 pub fn run(args: &PullArgs, env: Env) -> Result<(), Failure> {

@@ -53,6 +53,20 @@ pub enum RegistryError {
     },
 }
 
+/// Exit codes: the network's fault is 3; refused credentials are the user's
+/// input to fix (2); content that does not match its digest is a failure (1).
+impl From<RegistryError> for crate::failure::Failure {
+    fn from(e: RegistryError) -> Self {
+        use crate::failure::FailureKind;
+        let kind = match &e {
+            RegistryError::Unreachable { .. } | RegistryError::Protocol { .. } => FailureKind::Network,
+            RegistryError::Denied { .. } => FailureKind::Input,
+            RegistryError::Integrity { .. } | RegistryError::Local { .. } => FailureKind::Failed,
+        };
+        Self::new(kind, e)
+    }
+}
+
 impl RegistryError {
     /// Network-level failures map to exit code 3; the rest are not the network's fault.
     pub fn is_network(&self) -> bool {

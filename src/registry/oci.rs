@@ -1,7 +1,7 @@
 //! The real [`RegistryClient`]: the OCI distribution API spoken directly over
-//! reqwest (the one oci-client builds on).
+//! reqwest.
 //!
-//! Why not oci-client's own calls: its errors drop status codes and headers
+//! Why not oci-client: its errors drop status codes and headers
 //! (no `Retry-After`, no `Location` of a half-done upload), it re-serializes
 //! manifests, it does not retry, and its token exchange cannot be given the
 //! same timeouts. Every request here goes through one function, [`OciRegistry::send`],
