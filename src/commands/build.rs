@@ -15,7 +15,8 @@ use crate::settings::{self, BuildSettings, CapsuleSettings, Env};
 
 pub fn run(args: &BuildArgs, env: Env) -> Result<(), Failure> {
     let s = BuildSettings::resolve(args, env).or_fail(FailureKind::Input)?;
-    let (release, package, docs) = prepare(&s.capsule, s.image_digest.clone(), s.created)?;
+    let package = scan_package(&s.capsule)?;
+    let (release, package, docs) = prepare(&s.capsule, package, s.image_digest.clone(), s.created)?;
     let built = write_outputs(&s.capsule, &s.output, &release, &package, &docs)?;
     let report = CapsuleReport::new(&release, &package, &built);
     if s.capsule.json {
@@ -30,19 +31,26 @@ pub fn run(args: &BuildArgs, env: Env) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Scans the package and derives everything the capsule holds. Shared by
-/// build and publish, so both make the same bytes from the same inputs.
-pub fn prepare(
-    s: &CapsuleSettings,
-    image_digest: crate::core::ident::Digest,
-    created: crate::core::timestamp::Created,
-) -> Result<(Release, Package, Documents), Failure> {
+/// Reads and checks the package: the first thing build and publish do, so a
+/// package problem is reported (and annotated) before any registry is asked.
+pub fn scan_package(s: &CapsuleSettings) -> Result<Package, Failure> {
     eprintln!("scanning {} package at {}", s.package_kind, s.package_path.display());
     let package = package::scan(&s.package_path, s.package_kind).or_fail(FailureKind::Input)?;
     for w in &package.warnings {
         eprintln!("warning: {}: {}", s.package_path.join(&w.file).display(), w.message);
     }
     eprintln!("  {} files, {}, package digest {}", package.file_count(), report::human_size(package.total_size), package.digest);
+    Ok(package)
+}
+
+/// Derives everything the capsule holds from the scanned package. Shared by
+/// build and publish, so both make the same bytes from the same inputs.
+pub fn prepare(
+    s: &CapsuleSettings,
+    package: Package,
+    image_digest: crate::core::ident::Digest,
+    created: crate::core::timestamp::Created,
+) -> Result<(Release, Package, Documents), Failure> {
     let release = Release {
         git_commit: s.sha.clone(),
         created,

@@ -168,6 +168,9 @@ pub async fn publish_with<R: RegistryClient>(
 ) -> Result<PublishOutcome, Failure> {
     let c = &s.capsule;
     let tag = c.sha.tag();
+    // Local input first: a chart problem is reported even when the image is not
+    // in the registry yet (a pull request that only annotates).
+    let package = build::scan_package(c)?;
     // The capsule tag does not depend on the image: resolve both at once.
     let image = async {
         match &s.image_layout {
@@ -180,7 +183,7 @@ pub async fn publish_with<R: RegistryClient>(
     let existing = existing.map_err(Failure::from)?;
     let created = choose_created(s, &image, commit_dates).await?;
 
-    let (release, package, docs) = build::prepare(c, image.digest.clone(), created)?;
+    let (release, package, docs) = build::prepare(c, package, image.digest.clone(), created)?;
     let work = crate::scratch::WorkDir::new()?;
     let capsule_layout = work.path().join("capsule");
     let built = build::write_outputs(c, &capsule_layout, &release, &package, &docs)?;

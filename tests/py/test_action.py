@@ -449,6 +449,21 @@ def test_package_error_fails_the_check_with_an_annotation(step, workspace):
     assert_requests_valid(step.github)
 
 
+def test_pull_request_chart_error_is_annotated_before_the_registry_is_asked(step, workspace):
+    """A PR workflow that only annotates may never push its image: the chart
+    problem must still become an annotation, not "image not in the registry"."""
+    step.event("pull_request")
+    (workspace / "charts/demo/Chart.yaml").write_text("apiVersion: v2\nname: demo\nversion: 1.0\n")
+    r = step.run()
+    assert r.returncode == 2, r
+    assert any(e.startswith("::error file=charts/demo/Chart.yaml,line=3,") for e in r.commands("error")), r
+    assert "not in the registry" not in r.stdout + r.stderr
+    run = one_check_run(step.github)
+    assert run["conclusion"] == "failure"
+    assert [a["path"] for a in run["annotations"]] == ["charts/demo/Chart.yaml"]
+    assert_requests_valid(step.github)
+
+
 def test_package_warnings_become_annotations(step, workspace):
     seed_image(step.registry, step.image.split("/", 1)[1], step.sha)
     chart_yaml = workspace / "charts/demo/Chart.yaml"
