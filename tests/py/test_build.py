@@ -225,3 +225,51 @@ def test_large_package_streams_and_reports_progress(run_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "301 files" in proc.stderr and "package digest sha256:" in proc.stderr
     assert "capsule  ghcr.io/acme/hello-release-capsule:" + TAG in proc.stdout
+
+
+def test_package_holds_exactly_what_helm_package_takes(run_cli, tmp_path):
+    """`.helmignore` and Helm's defaults, compared with Helm's own `package`."""
+    import helm_python
+
+    chart = tmp_path / "c"
+    for rel, text in {
+        "Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+        "values.yaml": "a: 1\n",
+        "templates/a.yaml": "kind: ConfigMap\n",
+        "templates/.hidden": "left out by Helm's default rule\n",
+        "templates/sub/b.yaml": "kind: ConfigMap\n",
+        "extra.txt": "x\n",
+        "docs/readme.md": "d\n",
+        "ci/values-test.yaml": "b: 2\n",
+        ".helmignore": "*.txt\ndocs/\n/ci\n",
+    }.items():
+        (chart / rel).parent.mkdir(parents=True, exist_ok=True)
+        (chart / rel).write_text(text)
+    tgz = helm_python.package(str(chart), destination=str(tmp_path))
+    with tarfile.open(tgz) as t:
+        helms = sorted(m.name.removeprefix("c/") for m in t.getmembers() if m.isfile())
+    # VCS folders: Helm packages them unless .helmignore says otherwise; the
+    # spec leaves them out always (a .git/ has no business in a release).
+    (chart / ".git").mkdir()
+    (chart / ".git/HEAD").write_text("ref: refs/heads/main\n")
+    build(run_cli, chart, tmp_path / "oci", "--unpacked", tmp_path / "u")
+    ours = sorted(str(p.relative_to(tmp_path / "u/package/helm")) for p in (tmp_path / "u/package/helm").rglob("*") if p.is_file())
+    assert ours == helms == [".helmignore", "Chart.yaml", "templates/a.yaml", "templates/sub/b.yaml", "values.yaml"]
+
+
+def test_helm_negation_quirk_is_shared(run_cli, tmp_path):
+    """In Helm, a `!pattern` rule ignores every path it does not match, so even
+    Chart.yaml goes; both Helm and we then refuse the chart."""
+    import helm_python
+
+    chart = tmp_path / "c"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    (chart / "keep.txt").write_text("k\n")
+    (chart / ".helmignore").write_text("*.txt\n!keep.txt\n")
+    with pytest.raises(helm_python.HelmError, match="Chart.yaml file is missing"):
+        helm_python.package(str(chart), destination=str(tmp_path))
+    proc = run_cli("build", "--sha", SHA, "--image", IMAGE, "--image-digest", IMAGE_DIGEST,
+                   "--source-repository", "https://github.com/acme/hello", "--package-path", chart,
+                   "--output", tmp_path / "oci", "--created", "2026-11-20T10:11:12Z")
+    assert proc.returncode == 2 and "Chart.yaml: missing" in proc.stderr, proc.stderr
