@@ -20,21 +20,22 @@ pub fn process_env(name: &str) -> Option<String> {
 pub enum SettingsError {
     #[error("{flag} is required: {hint}")]
     Missing { flag: &'static str, hint: &'static str },
-    #[error("{flag}: {source}")]
+    // The cause is chained (#[source]) and printed by `{:#}`, not repeated here.
+    #[error("{flag}")]
     Ident {
         flag: &'static str,
         #[source]
         source: IdentError,
     },
-    #[error("{flag}: {source}")]
+    #[error("{flag}")]
     Time {
         flag: &'static str,
         #[source]
         source: TimestampError,
     },
-    #[error("--package-kind: {0}")]
+    #[error("--package-kind")]
     Kind(#[source] PackageError),
-    #[error("{flag}: {source}")]
+    #[error("{flag}")]
     Reference {
         flag: &'static str,
         #[source]
@@ -340,8 +341,10 @@ mod tests {
         let none = |_: &str| None;
         let mut a = args();
         a.sha = Some("ABC".into());
-        let e = CapsuleSettings::resolve(&a, &none).unwrap_err().to_string();
+        // As main prints it: the message, then its causes.
+        let e = format!("{:#}", anyhow::Error::new(CapsuleSettings::resolve(&a, &none).unwrap_err()));
         assert!(e.starts_with("--sha: invalid commit sha \"ABC\""), "{e}");
+        assert_eq!(e.matches("invalid commit sha").count(), 1, "{e}");
         let e = CapsuleSettings::resolve(&args(), &none).unwrap_err().to_string();
         assert!(e.starts_with("--source-repository is required"), "{e}");
     }
