@@ -24,7 +24,7 @@ use crate::settings::Env;
 
 use self::reporting::Reporter;
 use self::settings::ActionSettings;
-use self::workflow_commands::{command, Log};
+use self::workflow_commands::Log;
 
 /// Now, RFC 3339 UTC: for the check run's start and end (per-run facts never
 /// go into the capsule).
@@ -76,11 +76,13 @@ pub fn run(env: Env) -> Result<(), Failure> {
 
 async fn run_step(s: &ActionSettings, mut log: Log<Stdout>) -> Result<(), Failure> {
     let debug = s.debug;
+    // The client's lines go through a Log of their own: the same escaping, on the same stdout.
     let notify: Notify = Arc::new(move |debug_only, line| {
-        if !debug_only {
-            println!("{}", line.trim_start_matches(':'));
-        } else if debug {
-            println!("{}", command("debug", &[], line));
+        let mut log = Log::new(std::io::stdout(), debug);
+        if debug_only {
+            log.debug(line);
+        } else {
+            log.info(line);
         }
     });
     let gh = &s.github;

@@ -25,6 +25,21 @@ pub fn command(name: &str, properties: &[(&str, &str)], data: &str) -> String {
     }
 }
 
+/// `text` as plain log output. The runner reads every line (ending at `\n`,
+/// `\r\n` or a lone `\r`) whose start, after leading whitespace, is `::` as a
+/// command, so on such a line the first `:` is escaped; nothing else changes.
+fn inert(text: &str) -> String {
+    text.split_inclusive(['\r', '\n'])
+        .map(|line| {
+            let body = line.trim_start();
+            match body.strip_prefix(':') {
+                Some(rest) if rest.starts_with(':') => format!("{}%3A{rest}", &line[..line.len() - body.len()]),
+                _ => line.to_owned(),
+            }
+        })
+        .collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
     Error,
@@ -83,13 +98,9 @@ impl<W: Write> Log<W> {
         let _ = self.out.flush();
     }
 
-    pub fn info(&mut self, line: &str) {
-        // A plain line that happens to start with `::` would be read as a command.
-        if line.starts_with("::") {
-            self.emit(&format!(" {line}"));
-        } else {
-            self.emit(line);
-        }
+    /// A plain line (or several): never read as a command.
+    pub fn info(&mut self, text: &str) {
+        self.emit(&inert(text));
     }
 
     /// Hides `secret` (and each of its lines) in everything the runner logs from now on.
@@ -190,11 +201,25 @@ mod tests {
         let text = String::from_utf8(log.into_inner()).unwrap();
         assert_eq!(
             text,
-            "::add-mask::s3cr3t\n::add-mask::line1%0Aline2\n::add-mask::line1\n::add-mask::line2\n \
-             ::set-output name=x::y\n::group::Publish\n::endgroup::\n"
+            "::add-mask::s3cr3t\n::add-mask::line1%0Aline2\n::add-mask::line1\n::add-mask::line2\n\
+             %3A:set-output name=x::y\n::group::Publish\n::endgroup::\n"
         );
         let mut log = Log::new(Vec::new(), true);
         log.debug("shown: 100%");
         assert_eq!(String::from_utf8(log.into_inner()).unwrap(), "::debug::shown: 100%25\n");
+    }
+
+    #[test]
+    fn plain_lines_never_become_commands() {
+        // The runner trims leading whitespace before it looks for `::`, and
+        // reads each line of a multi-line text on its own.
+        let mut log = Log::new(Vec::new(), false);
+        log.info(" \t::error::x");
+        log.info("fine\n::warning::y\r::notice::z\r\n  ::debug::w");
+        log.info("a :: b");
+        assert_eq!(
+            String::from_utf8(log.into_inner()).unwrap(),
+            " \t%3A:error::x\nfine\n%3A:warning::y\r%3A:notice::z\r\n  %3A:debug::w\na :: b\n"
+        );
     }
 }
