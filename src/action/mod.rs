@@ -100,13 +100,7 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>) -> Result<(), Failur
     log.info(&format!(
         "release-capsule {}: {} event, commit {sha}, {}",
         crate::core::TOOL_VERSION,
-        match &s.event {
-            settings::Event::Push => "push".to_owned(),
-            settings::Event::PullRequest { target: false } => "pull_request".to_owned(),
-            settings::Event::PullRequest { target: true } => "pull_request_target".to_owned(),
-            settings::Event::WorkflowDispatch => "workflow_dispatch".to_owned(),
-            settings::Event::Other(name) => name.clone(),
-        },
+        s.event.name(),
         if s.push() { "pushing" } else { "dry run: nothing is pushed" }
     ));
     if s.fork {

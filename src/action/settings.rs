@@ -28,9 +28,10 @@ pub fn input_var(name: &str) -> String {
 /// An input's value; the empty string (what the runner passes for an unset
 /// input) counts as unset.
 pub fn input(env: Env, name: &str) -> Option<String> {
-    env(&input_var(name)).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    var(env, &input_var(name))
 }
 
+/// A variable's trimmed value; empty counts as unset.
 fn var(env: Env, name: &str) -> Option<String> {
     env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
@@ -80,6 +81,16 @@ impl Event {
             "pull_request_target" => Self::PullRequest { target: true },
             "workflow_dispatch" => Self::WorkflowDispatch,
             other => Self::Other(other.to_owned()),
+        }
+    }
+    /// The event's name, as GITHUB_EVENT_NAME gave it.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Push => "push",
+            Self::PullRequest { target: false } => "pull_request",
+            Self::PullRequest { target: true } => "pull_request_target",
+            Self::WorkflowDispatch => "workflow_dispatch",
+            Self::Other(name) => name,
         }
     }
     pub fn is_pull_request(&self) -> bool {
@@ -200,21 +211,18 @@ fn resolve_sha(env: Env, event: &Event, payload: Option<&Value>) -> Result<GitSh
         sha.parse().map_err(|e: IdentError| ActionSettingsError::Environment { var: "GITHUB_SHA", message: e.to_string() })
     };
     let sha = match event {
-        Event::PullRequest { target } => {
+        Event::PullRequest { .. } => {
             // The head of the pull request, not GITHUB_SHA: that is the merge
             // commit (or, for pull_request_target, the base branch).
-            let event_name = if *target { "pull_request_target" } else { "pull_request" };
-            let head = payload
-                .and_then(|p| p.pointer("/pull_request/head/sha"))
-                .and_then(Value::as_str)
-                .ok_or_else(|| ActionSettingsError::Payload { event: event_name.into(), message: "has no pull_request.head.sha".into() })?;
+            let head = payload.and_then(|p| p.pointer("/pull_request/head/sha")).and_then(Value::as_str).ok_or_else(|| {
+                ActionSettingsError::Payload { event: event.name().into(), message: "has no pull_request.head.sha".into() }
+            })?;
             head.parse().map_err(|e: IdentError| ActionSettingsError::Payload {
-                event: event_name.into(),
+                event: event.name().into(),
                 message: format!("pull_request.head.sha: {e}"),
             })?
         }
-        Event::Push => from_env("push event")?,
-        Event::WorkflowDispatch => from_env("workflow_dispatch event")?,
+        Event::Push | Event::WorkflowDispatch => from_env(&format!("{} event", event.name()))?,
         Event::Other(name) => from_env(name)?,
     };
     if sha.as_str().bytes().all(|b| b == b'0') {
