@@ -45,7 +45,6 @@ pub struct Verdict {
     pub release: Option<ReleaseDoc>,
     pub resolved_image_digest: Option<Digest>,
     pub checks: Checks,
-    pub file_count: usize,
 }
 
 impl Verdict {
@@ -64,9 +63,7 @@ pub struct Pulled {
     pub file_count: usize,
 }
 
-/// Registry errors by exit code, as `publish` maps them: the network or the
-/// registry failing is 3, refused credentials are input (2), and what came
-/// back wrong is a failed verification (1).
+/// Runs blocking file work (hashing, unpacking) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
     tokio::task::spawn_blocking(f).await.map_err(|e| Failure::failed(anyhow!("a worker thread failed: {e}")))
 }
@@ -189,32 +186,22 @@ pub async fn verify<C: RegistryClient>(
     let image_tag = image.tag.clone().ok_or_else(|| Failure::input(anyhow!("--image {image}: give the release tag, git-<sha>")))?;
     let mut checks = Checks::default();
     let fetched = fetch(client, capsule, tree, work, &mut checks).await?;
-    let mut verdict = Verdict {
-        capsule: capsule.clone(),
-        digest: fetched.digest,
-        release: None,
-        resolved_image_digest: None,
-        checks: Checks::default(),
-        file_count: 0,
-    };
+    let (mut release, mut resolved_image_digest) = (None, None);
     if let Some(unpacked) = fetched.unpacked {
-        let resolved = client.resolve(&image.repo, &image_tag).await.map_err(Failure::from)?;
         let expect = Expectations {
             image: image.repo.clone(),
+            resolved_image_digest: client.resolve(&image.repo, &image_tag).await.map_err(Failure::from)?,
             image_tag,
             image_digest: image_digest.cloned(),
-            resolved_image_digest: resolved.clone(),
             capsule: capsule.repo.clone(),
             capsule_tag: capsule.tag.clone(),
         };
         // Only listed files are read: unpack made them, as regular files, under `tree`.
         let read = |path: &str| fs::read(tree.join(path)).ok();
-        verdict.release = verify::check_release(&mut checks, &expect, &unpacked.manifest.manifest.annotations, &unpacked.files, &read);
-        verdict.resolved_image_digest = resolved;
-        verdict.file_count = unpacked.files.len();
+        release = verify::check_release(&mut checks, &expect, &unpacked.manifest.manifest.annotations, &unpacked.files, &read);
+        resolved_image_digest = expect.resolved_image_digest;
     }
-    verdict.checks = checks;
-    Ok(verdict)
+    Ok(Verdict { capsule: capsule.clone(), digest: fetched.digest, release, resolved_image_digest, checks })
 }
 
 /// [`verify`], unpacking into `output` only when the capsule is verified.
