@@ -67,13 +67,6 @@ impl From<RegistryError> for crate::failure::Failure {
     }
 }
 
-impl RegistryError {
-    /// Network-level failures map to exit code 3; the rest are not the network's fault.
-    pub fn is_network(&self) -> bool {
-        matches!(self, Self::Unreachable { .. })
-    }
-}
-
 /// What the flows need from a registry. Every method retries transient
 /// failures itself; an error returned here is final.
 pub trait RegistryClient: Send + Sync {
@@ -110,8 +103,6 @@ pub trait RegistryClient: Send + Sync {
         size: u64,
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;
 
-    fn push_blob_bytes(&self, repo: &Repository, digest: &Digest, bytes: &[u8]) -> impl Future<Output = Result<(), RegistryError>> + Send;
-
     /// PUTs manifest bytes exactly as given under `reference` (tag or digest).
     fn push_manifest(
         &self,
@@ -120,7 +111,4 @@ pub trait RegistryClient: Send + Sync {
         media_type: &str,
         bytes: &[u8],
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;
-
-    /// Deletes a tag is not possible in the distribution API; deletes the manifest by digest.
-    fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> impl Future<Output = Result<(), RegistryError>> + Send;
 }

@@ -181,55 +181,51 @@ enum Attempt {
     },
 }
 
-/// A blob to upload: part of a file (a layout blob, maybe inside a tar), or bytes.
-enum BlobSource<'a> {
-    File { path: &'a Path, offset: u64, size: u64 },
-    Bytes(Bytes),
+/// A blob to upload: `size` bytes of a file from `offset` (a layout blob,
+/// maybe inside a tar), opened once for all of the blob's upload sessions.
+struct BlobFile {
+    file: Arc<File>,
+    path: String,
+    offset: u64,
+    size: u64,
 }
 
-impl BlobSource<'_> {
-    fn size(&self) -> u64 {
-        match self {
-            BlobSource::File { size, .. } => *size,
-            BlobSource::Bytes(b) => b.len() as u64,
-        }
+impl BlobFile {
+    fn open(path: &Path, offset: u64, size: u64) -> Result<Self, RegistryError> {
+        let file = File::open(path).map_err(|e| RegistryError::Local {
+            path: path.display().to_string(),
+            message: "cannot be opened".into(),
+            source: Some(e),
+        })?;
+        Ok(Self { file: Arc::new(file), path: path.display().to_string(), offset, size })
     }
-}
 
-/// An open source for one upload session.
-enum OpenSource {
-    File { file: Arc<File>, offset: u64, path: String },
-    Bytes(Bytes),
-}
-
-impl OpenSource {
     /// Bytes `start..start+len` of the blob, and the hasher fed with them.
     async fn chunk(&self, start: u64, len: u64, mut hasher: Sha256) -> Result<(Bytes, Sha256), RegistryError> {
-        match self {
-            OpenSource::Bytes(b) => {
-                let chunk = b.slice(start as usize..(start + len) as usize);
-                hasher.update(&chunk);
-                Ok((chunk, hasher))
-            }
-            OpenSource::File { file, offset, path } => {
-                let (file, pos, path) = (Arc::clone(file), offset + start, path.clone());
-                tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len as usize];
-                    file.read_exact_at(&mut buf, pos).map_err(|e| RegistryError::Local {
-                        path: path.clone(),
-                        message: format!("cannot read {len} bytes at offset {pos}"),
-                        source: Some(e),
-                    })?;
-                    hasher.update(&buf);
-                    Ok((Bytes::from(buf), hasher))
-                })
-                .await
-                .map_err(|e| RegistryError::Local {
-                    path: "(reader)".into(),
-                    message: format!("reader task failed: {e}"),
-                    source: None,
-                })?
-            }
+        let (file, pos, path) = (Arc::clone(&self.file), self.offset + start, self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, pos).map_err(|e| RegistryError::Local {
+                path: path.clone(),
+                message: format!("cannot read {len} bytes at offset {pos}"),
+                source: Some(e),
+            })?;
+            hasher.update(&buf);
+            Ok((Bytes::from(buf), hasher))
+        })
+        .await
+        .map_err(|e| RegistryError::Local {
+            path: self.path.clone(),
+            message: format!("reader task failed: {e}"),
+            source: None,
+        })?
+    }
+
+    fn describe(&self) -> String {
+        if self.offset > 0 {
+            format!("{} (at offset {})", self.path, self.offset)
+        } else {
+            self.path.clone()
         }
     }
 }
@@ -532,23 +528,11 @@ impl OciRegistry {
         }
     }
 
-    async fn upload(&self, repo: &Repository, digest: &Digest, source: BlobSource<'_>) -> Result<(), RegistryError> {
+    async fn upload(&self, repo: &Repository, digest: &Digest, blob: BlobFile) -> Result<(), RegistryError> {
         let what = format!("{repo}@{digest}");
         let mut last = String::new();
         for _ in 0..MAX_UPLOAD_SESSIONS {
-            let open = match &source {
-                BlobSource::Bytes(b) => OpenSource::Bytes(b.clone()),
-                BlobSource::File { path, offset, .. } => OpenSource::File {
-                    file: Arc::new(File::open(path).map_err(|e| RegistryError::Local {
-                        path: path.display().to_string(),
-                        message: "cannot be opened".into(),
-                        source: Some(e),
-                    })?),
-                    offset: *offset,
-                    path: path.display().to_string(),
-                },
-            };
-            match self.upload_session(repo, digest, &open, source.size(), &what).await {
+            match self.upload_session(repo, digest, &blob, &what).await {
                 Ok(()) => {
                     self.remember(what);
                     return Ok(());
@@ -565,14 +549,8 @@ impl OciRegistry {
     }
 
     /// POST, then PATCH chunks (or one PUT with the body for a small blob), then PUT ?digest=.
-    async fn upload_session(
-        &self,
-        repo: &Repository,
-        digest: &Digest,
-        src: &OpenSource,
-        size: u64,
-        what: &str,
-    ) -> Result<(), SessionError> {
+    async fn upload_session(&self, repo: &Repository, digest: &Digest, src: &BlobFile, what: &str) -> Result<(), SessionError> {
+        let size = src.size;
         let origin = endpoint::origin(repo.registry());
         let start = Call::new(Method::POST, Self::api(repo, "blobs/uploads/"), repo, Access::Push, what.to_owned());
         let resp = self.send(&start).await?;
@@ -703,16 +681,6 @@ impl OciRegistry {
                     return Err(e);
                 }
             }
-        }
-    }
-}
-
-impl OpenSource {
-    fn describe(&self) -> String {
-        match self {
-            OpenSource::File { path, offset, .. } if *offset > 0 => format!("{path} (at offset {offset})"),
-            OpenSource::File { path, .. } => path.clone(),
-            OpenSource::Bytes(_) => "(in memory)".into(),
         }
     }
 }
@@ -883,11 +851,7 @@ impl RegistryClient for OciRegistry {
     }
 
     async fn push_blob_file(&self, repo: &Repository, digest: &Digest, path: &Path, offset: u64, size: u64) -> Result<(), RegistryError> {
-        self.upload(repo, digest, BlobSource::File { path, offset, size }).await
-    }
-
-    async fn push_blob_bytes(&self, repo: &Repository, digest: &Digest, bytes: &[u8]) -> Result<(), RegistryError> {
-        self.upload(repo, digest, BlobSource::Bytes(Bytes::copy_from_slice(bytes))).await
+        self.upload(repo, digest, BlobFile::open(path, offset, size)?).await
     }
 
     async fn push_manifest(&self, repo: &Repository, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
@@ -913,16 +877,6 @@ impl RegistryClient for OciRegistry {
         self.remember(format!("{repo}@{digest}"));
         self.remember(what);
         Ok(())
-    }
-
-    async fn delete_manifest(&self, repo: &Repository, digest: &Digest) -> Result<(), RegistryError> {
-        let what = format!("{repo}@{digest}");
-        let call = Call::new(Method::DELETE, Self::api(repo, &format!("manifests/{digest}")), repo, Access::Push, what.clone());
-        let resp = self.send(&call).await?;
-        match resp.status().as_u16() {
-            200 | 202 | 204 | 404 => Ok(()),
-            s => Err(protocol(&what, s, &read_text(resp).await)),
-        }
     }
 }
 
