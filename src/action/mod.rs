@@ -38,9 +38,7 @@ fn append_summary(log: &mut Log<Stdout>, file: Option<&PathBuf>, markdown: &str)
         log.debug("GITHUB_STEP_SUMMARY is not set: no job summary");
         return Ok(());
     };
-    outputs::append_text(path, markdown).map_err(|e| {
-        Failure::failed(anyhow::Error::new(e).context(format!("{}: cannot append the job summary (GITHUB_STEP_SUMMARY)", path.display())))
-    })
+    outputs::append_summary(path, markdown).or_fail(FailureKind::Failed)
 }
 
 /// Reads the payload file GITHUB_EVENT_PATH names, if any.
@@ -52,8 +50,7 @@ fn read_payload(env: Env) -> Result<Option<String>, Failure> {
 }
 
 pub fn run(env: Env) -> Result<(), Failure> {
-    let debug = env("RUNNER_DEBUG").as_deref() == Some("1");
-    let mut log = Log::new(std::io::stdout(), debug);
+    let mut log = Log::new(std::io::stdout(), settings::runner_debug(env));
     // First of all: nothing printed after this can show a secret.
     for secret in settings::secrets(env) {
         log.mask(&secret);
@@ -64,8 +61,7 @@ pub fn run(env: Env) -> Result<(), Failure> {
         Err(failure) => {
             let message = failure.to_string();
             log.error("release-capsule: bad input", &message);
-            let summary_file = env("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()).map(PathBuf::from);
-            append_summary(&mut log, summary_file.as_ref(), &summary::input_error_markdown(&message))?;
+            append_summary(&mut log, settings::summary_file(env).as_ref(), &summary::input_error_markdown(&message))?;
             return Err(failure);
         }
     };

@@ -1,7 +1,8 @@
-//! Step outputs, appended to the file `$GITHUB_OUTPUT` names (the `set-output`
-//! command is gone). One-line values are `name=value`; anything else uses the
-//! runner's heredoc form `name<<DELIM\nvalue\nDELIM` with a delimiter that
-//! does not occur in the value.
+//! The runner's files: step outputs, appended to the file `$GITHUB_OUTPUT`
+//! names (the `set-output` command is gone), and the job summary, appended to
+//! `$GITHUB_STEP_SUMMARY`. One-line outputs are `name=value`; anything else
+//! uses the runner's heredoc form `name<<DELIM\nvalue\nDELIM` with a delimiter
+//! that does not occur in the value.
 
 use std::io::Write;
 use std::path::Path;
@@ -12,9 +13,11 @@ use crate::core::ident::hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("{path}: cannot append the step outputs (GITHUB_OUTPUT)")]
+    /// `what` names the file: "the step outputs (GITHUB_OUTPUT)".
+    #[error("{path}: cannot append {what}")]
     Write {
         path: String,
+        what: &'static str,
         #[source]
         source: std::io::Error,
     },
@@ -52,14 +55,22 @@ pub fn format(outputs: &[(&str, String)]) -> String {
 
 /// Appends `outputs` to `path` in one write.
 pub fn append(path: &Path, outputs: &[(&str, String)]) -> Result<(), OutputError> {
-    append_text(path, &format(outputs)).map_err(|source| OutputError::Write { path: path.display().to_string(), source })
+    append_text(path, &format(outputs), "the step outputs (GITHUB_OUTPUT)")
+}
+
+/// Appends Markdown to the job summary file at `path`.
+pub fn append_summary(path: &Path, markdown: &str) -> Result<(), OutputError> {
+    append_text(path, markdown, "the job summary (GITHUB_STEP_SUMMARY)")
 }
 
 /// Appends `text` to the file at `path`, creating it if needed.
-pub fn append_text(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.flush()
+fn append_text(path: &Path, text: &str, what: &'static str) -> Result<(), OutputError> {
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        f.write_all(text.as_bytes())?;
+        f.flush()
+    };
+    write().map_err(|source| OutputError::Write { path: path.display().to_string(), what, source })
 }
 
 #[cfg(test)]

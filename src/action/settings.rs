@@ -36,6 +36,16 @@ fn var(env: Env, name: &str) -> Option<String> {
     env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
+/// Whether the run has debug logging on (`RUNNER_DEBUG=1`).
+pub fn runner_debug(env: Env) -> bool {
+    var(env, "RUNNER_DEBUG").as_deref() == Some("1")
+}
+
+/// The job summary file (`GITHUB_STEP_SUMMARY`), when the runner gives one.
+pub fn summary_file(env: Env) -> Option<PathBuf> {
+    var(env, "GITHUB_STEP_SUMMARY").map(PathBuf::from)
+}
+
 /// Every secret the step may hold, for `::add-mask::` before anything is printed.
 pub fn secrets(env: Env) -> Vec<String> {
     let mut found: Vec<String> =
@@ -381,9 +391,9 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
             report,
         },
         payload_commit_date,
-        debug: var(env, "RUNNER_DEBUG").as_deref() == Some("1"),
+        debug: runner_debug(env),
         output_file: var(env, "GITHUB_OUTPUT").map(PathBuf::from),
-        summary_file: var(env, "GITHUB_STEP_SUMMARY").map(PathBuf::from),
+        summary_file: summary_file(env),
     })
 }
 
