@@ -141,7 +141,7 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>) -> Result<(), Failur
         log.debug("GITHUB_OUTPUT is not set: no step outputs");
     }
 
-    let markdown = summary::markdown(s, outcome);
+    let markdown = summary::markdown(s, outcome, &problems);
     let verdict = summary::verdict(s, outcome);
     let annotations: Vec<_> = problems.iter().map(summary::Problem::check_annotation).collect();
     reporter.finish(&verdict, &markdown, &annotations, &clock()).await;

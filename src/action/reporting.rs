@@ -93,11 +93,9 @@ impl<'a> Reporter<'a> {
     pub async fn finish(&mut self, verdict: &Verdict, summary: &str, annotations: &[CheckAnnotation], now: &str) {
         let Some(api) = self.api else { return };
         if let (Some(id), false) = (self.check_run, self.check_off) {
-            let output = |annotations: Vec<CheckAnnotation>| CheckOutput {
-                title: verdict.title.clone(),
-                summary: truncate_chars(summary, MAX_OUTPUT_TEXT),
-                annotations,
-            };
+            let summary = truncate_chars(summary, MAX_OUTPUT_TEXT);
+            let output =
+                |annotations: Vec<CheckAnnotation>| CheckOutput { title: verdict.title.clone(), summary: summary.clone(), annotations };
             // Annotations go first, while the run is in progress: those updates
             // cannot be re-sent (annotations accumulate), and the completing
             // update, which carries none, then can be, so the run never stays

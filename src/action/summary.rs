@@ -176,8 +176,9 @@ fn kargo_hint(image: &str, capsule: &str) -> String {
     format!("<details><summary>Kargo</summary>\n\n{}\n{}\n</details>\n", block("yaml", &warehouse), block("yaml", &stage))
 }
 
-/// The job summary; the check run's summary is the same text.
-pub fn markdown(s: &ActionSettings, outcome: Outcome) -> String {
+/// The job summary; the check run's summary is the same text. `problems`
+/// are [`problems`] of the same outcome.
+pub fn markdown(s: &ActionSettings, outcome: Outcome, problems: &[Problem]) -> String {
     let c = &s.publish.capsule;
     let tag = c.sha.tag();
     let mut md = String::new();
@@ -233,10 +234,9 @@ pub fn markdown(s: &ActionSettings, outcome: Outcome) -> String {
             md.push_str("| Pushed | nothing |\n");
         }
     }
-    let problems = problems(s, outcome);
     if !problems.is_empty() {
         md.push_str("\n**Package problems**\n\n");
-        for p in &problems {
+        for p in problems {
             let at = p.line.map_or_else(|| p.file.clone(), |l| format!("{}:{l}", p.file));
             md.push_str(&format!("- {} {}: {}\n", if p.error { "error" } else { "warning" }, code(&at), cell(&p.message)));
         }
@@ -362,7 +362,8 @@ mod tests {
     #[test]
     fn summary_holds_refs_package_and_kargo_hint() {
         let s = settings();
-        let md = markdown(&s, Ok(&outcome(true, false)));
+        let ok = outcome(true, false);
+        let md = markdown(&s, Ok(&ok), &problems(&s, Ok(&ok)));
         for needle in [
             "### Release capsule `git-ec26c3e57ca3a959ca5aad62de7213c562f8c821` published",
             "| Capsule | `ghcr.io/acme/app-release-capsule@sha256:1a2b3c4d5e6f",
@@ -376,7 +377,7 @@ mod tests {
             assert!(md.contains(needle), "{needle:?} missing from\n{md}");
         }
         let f = Failure::input(anyhow::anyhow!("a ``` fence\nsecond line"));
-        let md = markdown(&s, Err(&f));
+        let md = markdown(&s, Err(&f), &problems(&s, Err(&f)));
         assert!(md.contains("````text\na ``` fence\nsecond line\n````"), "{md}");
         assert!(md.contains("| Pushed | nothing |"));
     }
