@@ -141,10 +141,12 @@ pub async fn fetch<C: RegistryClient>(
         }
         Err(e) => return Err(Failure::from(e)),
     }
+    let unreadable = {
+        let path = layer_file.display().to_string();
+        move |e: io::Error| Failure::failed(anyhow::Error::new(e).context(format!("{path}: cannot be read")))
+    };
     let hashed = layer_file.clone();
-    let (layer_digest, layer_size) = blocking(move || hash_file(&hashed))
-        .await?
-        .map_err(|e| Failure::failed(anyhow::Error::new(e).context(format!("{}: cannot be read", layer_file.display()))))?;
+    let (layer_digest, layer_size) = blocking(move || hash_file(&hashed)).await?.map_err(&unreadable)?;
     if !verify::check_layer(checks, &manifest, &layer_digest, layer_size) {
         return Ok(out);
     }
@@ -156,7 +158,7 @@ pub async fn fetch<C: RegistryClient>(
         Ok(unpack::unpack(BufReader::new(layer), &target))
     })
     .await?
-    .map_err(|e| Failure::failed(anyhow::Error::new(e).context("the downloaded layer cannot be read")))?;
+    .map_err(&unreadable)?;
     let expected = "an archive spec section 2 allows";
     let files = match unpacked {
         Ok(files) => files,
