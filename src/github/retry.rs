@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+use crate::registry::retry::parse_retry_after;
+
 /// What one attempt came back with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -48,15 +50,16 @@ impl Answer {
         if !limited {
             return None;
         }
-        let retry_after = self.retry_after.as_deref().and_then(|v| v.trim().parse::<u64>().ok());
+        // Seconds or an HTTP-date: the registry client's parser reads both.
+        let retry_after = self.retry_after.as_deref().and_then(|v| parse_retry_after(v, now_unix));
         let until_reset = self
             .ratelimit_reset
             .as_deref()
             .and_then(|v| v.trim().parse::<i64>().ok())
             .filter(|_| exhausted)
-            .map(|reset| (reset - now_unix).max(0) as u64 + 1);
+            .map(|reset| Duration::from_secs((reset - now_unix).max(0) as u64 + 1));
         // GitHub's advice without either header: wait at least a minute.
-        Some(Duration::from_secs(retry_after.or(until_reset).unwrap_or(60)))
+        Some(retry_after.or(until_reset).unwrap_or(Duration::from_secs(60)))
     }
 }
 
@@ -145,7 +148,10 @@ mod tests {
         assert_eq!(decide(1, false, &Outcome::Answer(a.clone())), Decision::Retry(Duration::from_secs(10)));
         // A reset an hour away is not worth waiting for.
         a.ratelimit_reset = Some((NOW + 3600).to_string());
-        assert_eq!(decide(1, false, &Outcome::Answer(a)), Decision::GiveUp);
+        assert_eq!(decide(1, false, &Outcome::Answer(a.clone())), Decision::GiveUp);
+        // Retry-After as an HTTP-date (NOW is Tue, 14 Nov 2023 22:13:20 GMT) wins over the reset.
+        a.retry_after = Some("Tue, 14 Nov 2023 22:13:25 GMT".into());
+        assert_eq!(decide(1, false, &Outcome::Answer(a)), Decision::Retry(Duration::from_secs(5)));
     }
 
     #[test]
