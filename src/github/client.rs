@@ -126,19 +126,15 @@ impl OctocrabGitHub {
                 Outcome::NotSent(e) | Outcome::MaybeSent(e) => e.clone(),
             };
             (self.notify)(true, &format!("GitHub {method} {path} (attempt {attempts}): {shown}"));
-            match self.policy.decide(attempts, waited, replayable, &outcome, now_unix()) {
-                Decision::Done => {
-                    return match outcome {
-                        Outcome::Answer(a) => Ok(a),
-                        _ => Err(GitHubError::Unexpected { operation, message: "no answer".into() }),
-                    }
-                }
-                Decision::Retry(wait) => {
+            match (self.policy.decide(attempts, waited, replayable, &outcome, now_unix()), outcome) {
+                // The policy says Done only for a successful answer.
+                (Decision::Done, Outcome::Answer(a)) => return Ok(a),
+                (Decision::Retry(wait), _) => {
                     (self.notify)(false, &format!("{operation}: GitHub answered {shown}; trying again in {}s", wait.as_secs()));
                     tokio::time::sleep(wait).await;
                     waited += wait;
                 }
-                Decision::GiveUp => return Err(final_error(operation, permission, attempts, outcome)),
+                (_, outcome) => return Err(final_error(operation, permission, attempts, outcome)),
             }
         }
     }
