@@ -155,8 +155,7 @@ pub fn check_release(
     }
     check_entries(checks, doc.as_ref(), files);
     for path in [SBOM_PATH, PROVENANCE_PATH] {
-        let listed = files.iter().any(|f| f.path == path);
-        match listed.then(|| read(path)).flatten() {
+        match read_listed(files, read, path) {
             None => checks.that(path, false, "a JSON file", "missing"),
             Some(bytes) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
                 Ok(_) => checks.that(path, true, "a JSON file", "a JSON file"),
@@ -167,9 +166,14 @@ pub fn check_release(
     doc
 }
 
+/// The bytes of `path`, read only when unpack listed it as a file.
+fn read_listed(files: &[UnpackedFile], read: &dyn Fn(&str) -> Option<Vec<u8>>, path: &str) -> Option<Vec<u8>> {
+    files.iter().any(|f| f.path == path).then(|| read(path)).flatten()
+}
+
 fn read_release(checks: &mut Checks, files: &[UnpackedFile], read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<ReleaseDoc> {
     let expected = "release.yaml as spec section 3 describes";
-    let Some(bytes) = files.iter().any(|f| f.path == RELEASE_FILE).then(|| read(RELEASE_FILE)).flatten() else {
+    let Some(bytes) = read_listed(files, read, RELEASE_FILE) else {
         checks.that(RELEASE_FILE, false, expected, "missing");
         return None;
     };
