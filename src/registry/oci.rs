@@ -281,9 +281,9 @@ impl OciRegistry {
         self.written.lock().is_ok_and(|w| w.contains(key))
     }
 
-    fn settle_for(&self, repo: &Repository, reference: &str) -> Settle {
-        let sep = if reference.contains(':') { '@' } else { ':' };
-        if self.wrote(&format!("{repo}{sep}{reference}")) {
+    /// `what` is a [`named`] reference: was it written by this client?
+    fn settle_for(&self, what: &str) -> Settle {
+        if self.wrote(what) {
             Settle::NotFound
         } else {
             Settle::No
@@ -311,7 +311,7 @@ impl OciRegistry {
         loop {
             let authz = match call.auth {
                 CallAuth::Registry => self.authorization(call).await?,
-                CallAuth::TokenService => self.credentials.clone().map_or(Authz::None, |(u, p)| Authz::Basic(u, p)),
+                CallAuth::TokenService => self.basic(),
             };
             let pass_401 = call.auth == CallAuth::Registry && !answered_challenge;
             let resp = self.send_raw(call, &authz, pass_401).await?;
@@ -421,11 +421,16 @@ impl OciRegistry {
         }
     }
 
+    /// The user's credentials as Basic, or none.
+    fn basic(&self) -> Authz {
+        self.credentials.clone().map_or(Authz::None, |(u, p)| Authz::Basic(u, p))
+    }
+
     /// What the registry host asked for: Basic credentials or a bearer token.
     async fn authorization(&self, call: &Call<'_>) -> Result<Authz, RegistryError> {
         match self.auth.host(call.repo.registry()) {
             None => Ok(Authz::None),
-            Some(Challenge::Basic) => Ok(self.credentials.clone().map_or(Authz::None, |(u, p)| Authz::Basic(u, p))),
+            Some(Challenge::Basic) => Ok(self.basic()),
             Some(Challenge::Bearer { realm, service }) => {
                 let repo = call.repo.to_string();
                 match self.auth.token(&repo, call.access) {
@@ -484,7 +489,7 @@ impl OciRegistry {
         }
         let mut token_call = Call::new(Method::GET, url, call.repo, access, format!("token for {repo}"));
         token_call.auth = CallAuth::TokenService;
-        let authz = self.credentials.clone().map_or(Authz::None, |(u, p)| Authz::Basic(u, p));
+        let authz = self.basic();
         let resp = self.send_raw(&token_call, &authz, false).await.map_err(|e| match e {
             RegistryError::Denied { status, .. } => RegistryError::Denied {
                 reference: repo.clone(),
@@ -685,6 +690,15 @@ impl OciRegistry {
     }
 }
 
+/// `repo:tag` or `repo@digest`, as messages and the written-set name references.
+fn named(repo: &Repository, reference: &str) -> String {
+    if reference.contains(':') {
+        format!("{repo}@{reference}")
+    } else {
+        repo.with_tag(reference)
+    }
+}
+
 fn unix_now() -> i64 {
     // Only for turning a Retry-After date into a wait; never for capsule content.
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
@@ -775,10 +789,10 @@ fn media_type_of(headers: &HeaderMap, bytes: &[u8]) -> String {
 
 impl RegistryClient for OciRegistry {
     async fn resolve(&self, repo: &Repository, reference: &str) -> Result<Option<Digest>, RegistryError> {
-        let what = format!("{repo}{}{reference}", if reference.contains(':') { '@' } else { ':' });
+        let what = named(repo, reference);
         let mut call = Call::new(Method::HEAD, Self::api(repo, &format!("manifests/{reference}")), repo, Access::Pull, what.clone())
             .header(ACCEPT, MANIFEST_ACCEPT);
-        call.settle = self.settle_for(repo, reference);
+        call.settle = self.settle_for(&what);
         let resp = self.send(&call).await?;
         match resp.status().as_u16() {
             404 => Ok(None),
@@ -793,10 +807,10 @@ impl RegistryClient for OciRegistry {
 
     async fn manifest(&self, repo: &Repository, reference: &str) -> Result<Option<FetchedManifest>, RegistryError> {
         let by_digest: Option<Digest> = reference.parse().ok();
-        let what = format!("{repo}{}{reference}", if by_digest.is_some() { '@' } else { ':' });
+        let what = named(repo, reference);
         let mut call = Call::new(Method::GET, Self::api(repo, &format!("manifests/{reference}")), repo, Access::Pull, what.clone())
             .header(ACCEPT, MANIFEST_ACCEPT);
-        call.settle = self.settle_for(repo, reference);
+        call.settle = self.settle_for(&what);
         let Some((headers, bytes)) = self.get_small(&call, MAX_MANIFEST_SIZE).await? else {
             return Ok(None);
         };
@@ -821,7 +835,7 @@ impl RegistryClient for OciRegistry {
     async fn blob_bytes(&self, repo: &Repository, digest: &Digest, max_size: u64) -> Result<Vec<u8>, RegistryError> {
         let what = format!("{repo}@{digest}");
         let mut call = Call::new(Method::GET, Self::api(repo, &format!("blobs/{digest}")), repo, Access::Pull, what.clone());
-        call.settle = self.settle_for(repo, digest.as_str());
+        call.settle = self.settle_for(&call.what);
         let (_, bytes) = self.get_small(&call, max_size).await?.ok_or_else(|| protocol(&what, 404, "blob unknown"))?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
@@ -835,7 +849,7 @@ impl RegistryClient for OciRegistry {
         let mut call = Call::new(Method::GET, Self::api(repo, &format!("blobs/{digest}")), repo, Access::Pull, what);
         // Large blobs: only the idle read timeout applies, not a total one.
         call.timeout = None;
-        call.settle = self.settle_for(repo, digest.as_str());
+        call.settle = self.settle_for(&call.what);
         self.download(&call, digest, max_size, dest).await
     }
 
@@ -856,7 +870,7 @@ impl RegistryClient for OciRegistry {
 
     async fn push_manifest(&self, repo: &Repository, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
         let digest = Digest::of(bytes);
-        let what = format!("{repo}{}{reference}", if reference.contains(':') { '@' } else { ':' });
+        let what = named(repo, reference);
         let mut call = Call::new(Method::PUT, Self::api(repo, &format!("manifests/{reference}")), repo, Access::Push, what.clone())
             .header(CONTENT_TYPE, media_type)
             .body(Bytes::copy_from_slice(bytes));
