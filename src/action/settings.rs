@@ -58,7 +58,8 @@ pub fn secrets(env: Env) -> Vec<String> {
 pub enum ActionSettingsError {
     #[error("input {name}: is required: {hint}")]
     Missing { name: &'static str, hint: &'static str },
-    #[error("input {name}: {source}")]
+    // The cause is chained (#[source]) and printed by `{:#}`, not repeated here.
+    #[error("input {name}")]
     Ident {
         name: &'static str,
         #[source]
@@ -457,6 +458,11 @@ mod tests {
         env
     }
 
+    /// The error as main prints it: the message, then its causes.
+    fn chain(e: ActionSettingsError) -> String {
+        format!("{:#}", anyhow::Error::new(e))
+    }
+
     fn resolve_with(env: &HashMap<String, String>, payload_text: Option<&str>) -> Result<ActionSettings, ActionSettingsError> {
         let get = |k: &str| env.get(k).cloned();
         resolve(&get, payload_text)
@@ -545,26 +551,26 @@ mod tests {
         let mut env = runner_env("schedule", &[]);
         env.insert("GITHUB_EVENT_NAME".into(), "schedule".into());
         assert_eq!(resolve_with(&env, None).unwrap().sha().as_str(), MERGE_SHA);
-        let e = resolve_with(&runner_env("pull_request", &[]), None).unwrap_err().to_string();
+        let e = chain(resolve_with(&runner_env("pull_request", &[]), None).unwrap_err());
         assert_eq!(e, "event payload (GITHUB_EVENT_PATH) of the pull_request event: has no pull_request.head.sha");
-        let e = resolve_with(&runner_env("pull_request", &[]), Some("{not json")).unwrap_err().to_string();
+        let e = chain(resolve_with(&runner_env("pull_request", &[]), Some("{not json")).unwrap_err());
         assert!(e.contains("is not JSON"), "{e}");
     }
 
     #[test]
     fn bad_or_missing_sha_is_a_clear_error() {
-        let e = event("workflow_dispatch", &[("sha", "abc1234")]).unwrap_err().to_string();
+        let e = chain(event("workflow_dispatch", &[("sha", "abc1234")]).unwrap_err());
         assert!(e.starts_with("input sha: invalid commit sha \"abc1234\": expected 40 lowercase hex"), "{e}");
         let mut env = runner_env("push", &[]);
         env.remove("GITHUB_SHA");
-        let e = resolve_with(&env, Some(&payload("push"))).unwrap_err().to_string();
+        let e = chain(resolve_with(&env, Some(&payload("push"))).unwrap_err());
         assert!(e.starts_with("GITHUB_SHA: is not set"), "{e}");
         env.insert("GITHUB_SHA".into(), "0".repeat(40));
-        let e = resolve_with(&env, Some(&payload("push"))).unwrap_err().to_string();
+        let e = chain(resolve_with(&env, Some(&payload("push"))).unwrap_err());
         assert!(e.contains("deleted the branch"), "{e}");
         let mut p: Value = serde_json::from_str(&payload("pull_request")).unwrap();
         p["pull_request"]["head"]["sha"] = "HEAD".into();
-        let e = resolve_with(&runner_env("pull_request", &[]), Some(&p.to_string())).unwrap_err().to_string();
+        let e = chain(resolve_with(&runner_env("pull_request", &[]), Some(&p.to_string())).unwrap_err());
         assert!(e.contains("pull_request.head.sha: invalid commit sha \"HEAD\""), "{e}");
     }
 
@@ -583,8 +589,9 @@ mod tests {
             (&[("capsule-repository", "ghcr.io/a/b:latest")], "input capsule-repository: invalid repository"),
         ];
         for (inputs, expected) in cases {
-            let e = event("push", inputs).unwrap_err().to_string();
+            let e = chain(event("push", inputs).unwrap_err());
             assert!(e.starts_with(expected), "{inputs:?}: {e}");
+            assert_eq!(e.matches(expected.split(": ").nth(1).unwrap_or(expected)).count(), 1, "said twice: {e}");
         }
     }
 
@@ -636,10 +643,10 @@ mod tests {
         assert!(s.debug);
         assert_eq!(s.github.token.as_ref().map(Token::expose), Some("ghs_from_env"));
         env.insert("GITHUB_API_URL".into(), "api.github.com".into());
-        let e = resolve_with(&env, Some(&payload("push"))).unwrap_err().to_string();
+        let e = chain(resolve_with(&env, Some(&payload("push"))).unwrap_err());
         assert!(e.starts_with("GITHUB_API_URL: \"api.github.com\" is not an http(s) URL"), "{e}");
         env.remove("GITHUB_REPOSITORY");
-        let e = resolve_with(&env, Some(&payload("push"))).unwrap_err().to_string();
+        let e = chain(resolve_with(&env, Some(&payload("push"))).unwrap_err());
         assert!(e.starts_with("GITHUB_REPOSITORY: is not set"), "{e}");
     }
 
