@@ -253,10 +253,9 @@ fn package_path(doc: &ReleaseDoc) -> Option<String> {
 }
 
 fn check_package(checks: &mut Checks, doc: &ReleaseDoc, files: &[UnpackedFile]) {
-    let kind = doc.package.kind.as_deref();
-    let known = kind.is_some_and(|k| k.parse::<PackageKind>().is_ok());
-    checks.that("package.kind", known, "helm or kustomize", kind.unwrap_or(MISSING));
-    let Some(path) = package_path(doc) else { return };
+    let path = package_path(doc);
+    checks.that("package.kind", path.is_some(), "helm or kustomize", doc.package.kind.as_deref().unwrap_or(MISSING));
+    let Some(path) = path else { return };
     checks.equal("package.path", &path, doc.package.path.as_deref());
     let prefix = format!("{path}/");
     let under: Vec<(&str, &Digest)> = files.iter().filter_map(|f| Some((f.path.strip_prefix(&prefix)?, &f.sha256))).collect();
