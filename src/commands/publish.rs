@@ -199,12 +199,13 @@ pub async fn publish_with<R: RegistryClient>(
         }
         _ => false,
     };
-    if matches!(action, CapsuleAction::Push | CapsuleAction::Overwrite { .. }) && !s.dry_run {
+    let published = matches!(action, CapsuleAction::Push | CapsuleAction::Overwrite { .. }) && !s.dry_run;
+    if published {
         push_capsule(registry, &c.capsule, &capsule_layout, &built, &tag).await?;
     }
 
     let mut report = CapsuleReport::new(&release, &package, &built);
-    let capsule_ref = format!("{}:{tag}", c.capsule);
+    let capsule_ref = c.capsule.with_tag(&tag);
     let (publish_verb, overwrite_verb, push_verb) =
         if s.dry_run { ("would publish", "would overwrite", "would push") } else { ("published", "overwrote", "pushed") };
     let mut message = match &action {
@@ -229,7 +230,6 @@ pub async fn publish_with<R: RegistryClient>(
     if s.dry_run {
         message = format!("dry run, nothing pushed: {message}");
     }
-    let published = matches!(action, CapsuleAction::Push | CapsuleAction::Overwrite { .. }) && !s.dry_run;
     Ok(PublishOutcome { report, published, image_pushed, dry_run: s.dry_run, warnings: package.warnings, message, http_requests: 0 })
 }
 
@@ -584,9 +584,6 @@ fn describe_existing(report: &mut CapsuleReport, repo: &Repository, digest: &Dig
     }
 }
 
-/// Registry errors to exit codes: the network or the registry failing is 3;
-/// refused credentials are the user's to fix, like bad input, 2; content that
-/// is not what it claims is a failed check, 1.
 /// Detail for whoever debugs a run: a GitHub debug line in Actions (shown
 /// when debug logging is on), else stderr when RELEASE_CAPSULE_DEBUG is set.
 fn debug(msg: &str) {
