@@ -154,10 +154,6 @@ impl ImageLayout {
         Ok(Self { path: path.to_owned(), storage, index: doc.manifests })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// The image to push: the only one in index.json, or the one tagged `tag`.
     pub fn select(&self, tag: &str) -> Result<&Descriptor, ImageLayoutError> {
         match self.index.as_slice() {
@@ -188,7 +184,7 @@ impl ImageLayout {
     }
 
     /// Where the bytes of `digest` are, checked against the size the descriptor gives.
-    pub fn locate(&self, digest: &str, expected_size: u64, what: &str) -> Result<BlobLocation, ImageLayoutError> {
+    pub fn locate(&self, digest: &str, expected_size: u64, what: &str) -> Result<(Digest, BlobLocation), ImageLayoutError> {
         let missing = || ImageLayoutError::MissingBlob { path: self.path.clone(), digest: digest.to_owned(), what: what.to_owned() };
         let parsed: Digest = digest.parse().map_err(|_| ImageLayoutError::BadDocument {
             path: self.path.clone(),
@@ -215,7 +211,7 @@ impl ImageLayout {
                 actual: loc.size,
             });
         }
-        Ok(loc)
+        Ok((parsed, loc))
     }
 
     /// A small JSON blob (manifest, index, config), read whole and digest-checked.
@@ -229,12 +225,12 @@ impl ImageLayout {
         if d.size > MAX_JSON {
             return Err(bad(format!("{} bytes is more than a {what} can be", d.size)));
         }
-        let loc = self.locate(&d.digest, d.size, what)?;
+        let (digest, loc) = self.locate(&d.digest, d.size, what)?;
         let file = File::open(&loc.file).map_err(|source| ImageLayoutError::Io { path: loc.file.clone(), source })?;
         let mut buf = vec![0u8; loc.size as usize];
         file.read_exact_at(&mut buf, loc.offset).map_err(|source| ImageLayoutError::Io { path: loc.file.clone(), source })?;
         let actual = Digest::of(&buf);
-        if actual.as_str() != d.digest {
+        if actual != digest {
             return Err(bad(format!("its content hashes to {actual}; the layout is corrupt")));
         }
         Ok(buf)
@@ -282,9 +278,7 @@ impl ImageLayout {
             let config = node.config.as_ref().ok_or_else(|| bad("has no config".into()))?;
             for (blob, role) in std::iter::once((config, "config")).chain(node.layers.iter().map(|l| (l, "layer"))) {
                 if seen.insert(blob.digest.clone()) {
-                    let loc = self.locate(&blob.digest, blob.size, role)?;
-                    let digest = blob.digest.parse().map_err(|_| bad(format!("{role} digest {} is not sha256", blob.digest)))?;
-                    blobs.push((digest, loc));
+                    blobs.push(self.locate(&blob.digest, blob.size, role)?);
                 }
             }
         } else {
