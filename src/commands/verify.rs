@@ -43,7 +43,8 @@ impl<'a> VerifyReport<'a> {
         }
     }
 
-    fn lines(&self, passed: usize) -> Vec<String> {
+    fn lines(&self) -> Vec<String> {
+        let passed = self.checks.iter().filter(|c| c.ok).count();
         let or_none = |v: Option<&str>| v.unwrap_or("(unknown)").to_owned();
         let mut lines = vec![
             format!("capsule  {}", self.capsule),
@@ -67,7 +68,7 @@ pub async fn execute<C: RegistryClient>(s: &VerifySettings, client: &C) -> Resul
         report::print_json(&report);
     } else if report.verified {
         println!("verified {}", s.capsule);
-        for line in report.lines(verdict.checks.iter().count()) {
+        for line in report.lines() {
             println!("  {line}");
         }
     }
