@@ -107,6 +107,11 @@ fn checked_name(raw: &[u8], is_dir: bool) -> Result<String, UnpackError> {
     if name.contains('\\') {
         return Err(unsafe_("backslashes are not allowed"));
     }
+    if name.contains('\0') {
+        // Only a GNU long name can hold one; Go's reader ends the name there, so
+        // Kargo would unpack another path than this one.
+        return Err(unsafe_("NUL bytes are not allowed in names"));
+    }
     if name.contains(['\n', '\r']) {
         // The package tree digest is one line per file: a line break in a name forges lines.
         return Err(unsafe_("line breaks are not allowed in names"));
@@ -328,6 +333,12 @@ mod tests {
         assert!(matches!(err, UnpackError::Forbidden { .. } | UnpackError::Corrupt(_)), "{err}");
         let err = refused(&tgz(|b| file(b, b"a\nb", b"x", tar::EntryType::Regular)));
         assert!(matches!(err, UnpackError::Unsafe { .. }), "{err}");
+        // Go cuts a GNU long name at its first NUL: that reader would see "release.yaml".
+        let err = refused(&tgz(|b| {
+            file(b, b"././@LongLink", b"release.yaml\0.evil\0", tar::EntryType::GNULongName);
+            file(b, b"placeholder", b"x", tar::EntryType::Regular);
+        }));
+        assert!(matches!(&err, UnpackError::Unsafe { reason, .. } if reason.contains("NUL")), "{err}");
     }
 
     #[test]
