@@ -41,9 +41,8 @@ from harness.fault_proxy import FaultProxy  # noqa: E402
 from harness.registry import Registry  # noqa: E402
 
 import image_layouts as il  # noqa: E402
+from publish_support import SHA, SOURCE, TAG, writes  # noqa: E402
 
-SHA = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
-TAG = f"git-{SHA}"
 MiB = 1024 * 1024
 
 
@@ -64,7 +63,7 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[fl
 
 
 def publish_argv(binary: Path, image: str, chart: Path, *extra: str) -> list[str]:
-    return [str(binary), "publish", "--sha", SHA, "--image", image, "--source-repository", "https://github.com/acme/app",
+    return [str(binary), "publish", "--sha", SHA, "--image", image, "--source-repository", SOURCE,
             "--package-path", str(chart), *extra]
 
 
@@ -163,8 +162,7 @@ def bench_noop(binary: Path, reg: Registry, tmp: Path, chart: Path) -> None:
             proxy.reset()
             _, _, res = run_measured(publish_argv(binary, image, chart, *extra), env)
             log = [f"{e.method} {e.path.split('/v2/')[-1]}" for e in proxy.log]
-            writes = [e for e in proxy.log if e.method in ("POST", "PUT", "PATCH", "DELETE")]
-            print(f"  {label}: {len(log)} HTTP requests (target <= 4), {len(writes)} writes: {', '.join(log)}")
+            print(f"  {label}: {len(log)} HTTP requests (target <= 4), {len(writes(proxy))} writes: {', '.join(log)}")
 
 
 def main() -> None:

@@ -29,6 +29,11 @@ def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def blob_path(root: Path, digest: str) -> Path:
+    """Where a layout keeps the blob ``digest``."""
+    return root / "blobs" / "sha256" / digest.split(":")[1]
+
+
 def compact(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
 
@@ -39,6 +44,9 @@ class Layout:
     digest: str  # the digest of the image (manifest, or index for multi-arch)
     media_type: str
     blob_digests: list[str] = field(default_factory=list)  # every blob: layers, configs, manifests
+
+    def blob(self, digest: str) -> Path:
+        return blob_path(self.path, digest)
 
     def tar(self, dest: Path) -> Path:
         """The same layout packed into a tar (``type=oci,dest=x.tar``)."""
@@ -57,7 +65,7 @@ class _Writer:
 
     def blob(self, data: bytes) -> dict:
         d = digest_of(data)
-        (self.root / "blobs" / "sha256" / d.split(":")[1]).write_bytes(data)
+        blob_path(self.root, d).write_bytes(data)
         self.blobs.append(d)
         return {"digest": d, "size": len(data)}
 
@@ -102,7 +110,7 @@ class _Writer:
                 t.addfile(info, io.BufferedReader(RandomReader(size), 1 << 20))
         d = "sha256:" + h.hexdigest()
         size_on_disk = tmp.stat().st_size
-        tmp.rename(self.root / "blobs" / "sha256" / d.split(":")[1])
+        tmp.rename(blob_path(self.root, d))
         self.blobs.append(d)
         return {"mediaType": OCI_LAYER, "digest": d, "size": size_on_disk}
 

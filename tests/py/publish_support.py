@@ -16,6 +16,11 @@ HELLO_CHART = REPO_ROOT / "examples" / "charts" / "hello"
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
+def capsule_repo(repo: str) -> str:
+    """The default capsule repository of an image repository."""
+    return f"{repo}-release-capsule"
+
+
 def publish_argv(image: str, *extra, chart: Path = HELLO_CHART, sha: str = SHA) -> list[str]:
     """``publish`` for ``image`` (host/repo) with the sample chart, JSON output."""
     return ["publish", "--sha", sha, "--image", image, "--source-repository", SOURCE,

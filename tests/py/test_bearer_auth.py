@@ -20,7 +20,7 @@ import pytest
 from harness.fault_proxy import FaultProxy, _ProxyHandler
 
 import image_layouts as il
-from publish_support import TAG, publish_argv, result_json
+from publish_support import TAG, capsule_repo, publish_argv, result_json
 
 USER, PASSWORD = "octocat", "ghs_" + secrets.token_hex(8)
 
@@ -102,14 +102,14 @@ def test_bearer_tokens_are_fetched_per_repository_with_push_scope(gate, registry
     assert out["published"] is True and out["imagePushed"] is True
     client = registry.client()
     assert client.manifest_digest(repo_name, TAG) == layout.digest
-    assert client.manifest_digest(f"{repo_name}-release-capsule", TAG) == out["digest"]
+    assert client.manifest_digest(capsule_repo(repo_name), TAG) == out["digest"]
     # One token per repository, asked with the user's credentials for pull,push
     # and the service the challenge named. Only the run's first requests (the
     # image and the capsule tag, resolved together) are refused: after them the
     # client knows the realm and asks for tokens up front.
     assert sorted(gate.token_requests) == sorted([
         (USER, f"repository:{repo_name}:pull,push", "rc-gate"),
-        (USER, f"repository:{repo_name}-release-capsule:pull,push", "rc-gate"),
+        (USER, f"repository:{capsule_repo(repo_name)}:pull,push", "rc-gate"),
     ])
     assert len(gate.refused) == 2 and {p.split('/manifests/')[1] for _, p in gate.refused} == {TAG}, gate.refused
     assert PASSWORD not in proc.stdout + proc.stderr

@@ -6,7 +6,6 @@ behind it only ever sees the requests that got through.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 
@@ -14,18 +13,10 @@ from harness import free_port
 from harness.registry import Registry
 
 import image_layouts as il
-from publish_support import TAG, publish_argv, result_json
+from publish_support import TAG, capsule_repo, publish_argv, result_json
 
 MiB = 1024 * 1024
 CHUNK = 4 * MiB
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def capsule_repo(repo: str) -> str:
-    return f"{repo}-release-capsule"
 
 
 def all_blobs(client, repo: str, manifest_digest: str) -> dict[str, bytes]:
@@ -80,7 +71,7 @@ def test_publish_through_faults_pushes_the_same_bytes_as_a_clean_run(registry, r
             pushed_clean, pushed_faulty = all_blobs(a, repo, root), all_blobs(b, repo, root)
             assert pushed_faulty.keys() == pushed_clean.keys()
             for digest, data in pushed_faulty.items():
-                assert sha256(data) == digest and data == pushed_clean[digest]
+                assert il.digest_of(data) == digest and data == pushed_clean[digest]
 
 
 def test_a_failed_chunk_is_sent_again_and_only_once_accepted(registry, repo_name, run_cli, tmp_path, fault_proxy):
@@ -98,7 +89,7 @@ def test_a_failed_chunk_is_sent_again_and_only_once_accepted(registry, repo_name
     assert len(forwarded) == math.ceil(layer_size / CHUNK), "each chunk reached the registry exactly once"
     assert all(e.status == 202 for e in forwarded)
     layer = registry.client().get_blob(repo_name, manifest["layers"][0]["digest"]).body
-    assert sha256(layer) == manifest["layers"][0]["digest"]
+    assert il.digest_of(layer) == manifest["layers"][0]["digest"]
     assert out["imageDigest"] == layout.digest
 
 

@@ -8,7 +8,6 @@ skopeo, a stdlib HTTP client, Python's tarfile and Helm.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import subprocess
@@ -25,6 +24,7 @@ from publish_support import (
     SHA,
     SOURCE,
     TAG,
+    capsule_repo,
     publish_argv,
     result_json,
     skopeo,
@@ -37,14 +37,6 @@ CAPSULE_ARTIFACT_TYPE = "application/vnd.release-capsule.v1"
 CAPSULE_LAYER_TYPE = "application/vnd.release-capsule.layer.v1.tar+gzip"
 KARGO_MAX_LAYER = 100 * 1024 * 1024
 IMAGE_DATE = "2026-03-04T05:06:07Z"  # image_layouts' default config `created`
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def capsule_repo(repo: str) -> str:
-    return f"{repo}-release-capsule"
 
 
 def raw_manifest(tmp_path: Path, ref: str, creds: str | None = None) -> bytes:
@@ -88,16 +80,16 @@ def test_publish_pushes_image_layout_then_capsule_and_skopeo_reads_both(registry
         assert found.status == 200, blob
 
     capsule_bytes = raw_manifest(tmp_path, f"{registry.host}/{capsule_repo(repo_name)}:{TAG}")
-    assert sha256(capsule_bytes) == out["digest"]
+    assert il.digest_of(capsule_bytes) == out["digest"]
     manifest = json.loads(capsule_bytes)
     assert manifest["artifactType"] == CAPSULE_ARTIFACT_TYPE
     assert manifest["layers"][0]["mediaType"] == CAPSULE_LAYER_TYPE
     assert manifest["layers"][0]["digest"] == out["layerDigest"]
-    assert sha256(raw_manifest(tmp_path, f"{registry.host}/{repo_name}:{TAG}")) == layout.digest
+    assert il.digest_of(raw_manifest(tmp_path, f"{registry.host}/{repo_name}:{TAG}")) == layout.digest
 
     capsule_dir = skopeo_copy_to_dir(tmp_path, f"{registry.host}/{capsule_repo(repo_name)}:{TAG}", tmp_path / "capsule-dir")
     layer = (capsule_dir / manifest["layers"][0]["digest"].split(":")[1]).read_bytes()
-    assert sha256(layer) == out["layerDigest"]
+    assert il.digest_of(layer) == out["layerDigest"]
     with tarfile.open(fileobj=io.BytesIO(layer)) as t:
         assert "release.yaml" in t.getnames()
     skopeo_copy_to_dir(tmp_path, f"{registry.host}/{repo_name}:{TAG}", tmp_path / "image-dir")
@@ -134,12 +126,12 @@ def test_publish_from_a_layout_tar_pushes_every_platform(registry, repo_name, ru
     index = json.loads(client.get_manifest(repo_name, layout.digest).body)
     for child in index["manifests"]:
         m = client.get_manifest(repo_name, child["digest"])
-        assert m.status == 200 and sha256(m.body) == child["digest"]
+        assert m.status == 200 and il.digest_of(m.body) == child["digest"]
         for blob in [json.loads(m.body)["config"], *json.loads(m.body)["layers"]]:
             got = client.get_blob(repo_name, blob["digest"])
-            assert got.status == 200 and sha256(got.body) == blob["digest"] and len(got.body) == blob["size"]
+            assert got.status == 200 and il.digest_of(got.body) == blob["digest"] and len(got.body) == blob["size"]
     copied = skopeo_copy_to_dir(tmp_path, f"{registry.host}/{repo_name}:{TAG}", tmp_path / "image-dir", all_platforms=True)
-    assert sha256((copied / "manifest.json").read_bytes()) == layout.digest
+    assert il.digest_of((copied / "manifest.json").read_bytes()) == layout.digest
 
 
 def test_publish_with_htpasswd_credentials(auth_registry, repo_name, run_cli, tmp_path):
@@ -154,7 +146,7 @@ def test_publish_with_htpasswd_credentials(auth_registry, repo_name, run_cli, tm
     assert auth_registry.password not in proc.stdout + proc.stderr
     creds = f"{auth_registry.username}:{auth_registry.password}"
     capsule_ref = f"{auth_registry.host}/{capsule_repo(repo_name)}:{TAG}"
-    assert sha256(raw_manifest(tmp_path, capsule_ref, creds=creds)) == out["digest"]
+    assert il.digest_of(raw_manifest(tmp_path, capsule_ref, creds=creds)) == out["digest"]
     skopeo_copy_to_dir(tmp_path, capsule_ref, tmp_path / "capsule-dir", creds=creds)
     # The flags work as well as the environment, and a second run is a no-op.
     again = result_json(run_cli(publish_argv(image, "--image-layout", layout.path,
@@ -224,11 +216,11 @@ def test_kargo_promotion_consumes_the_capsule(registry, repo_name, run_cli, tmp_
 
     # oci-download imageRef: capsuleRepo@Digest; layers[0] is the archive.
     got = client.get_manifest(capsule, capsule_digest)
-    assert got.status == 200 and sha256(got.body) == capsule_digest
+    assert got.status == 200 and il.digest_of(got.body) == capsule_digest
     layer_desc = json.loads(got.body)["layers"][0]
     assert layer_desc["size"] <= KARGO_MAX_LAYER
     layer = client.get_blob(capsule, layer_desc["digest"]).body
-    assert sha256(layer) == layer_desc["digest"] and len(layer) == layer_desc["size"]
+    assert il.digest_of(layer) == layer_desc["digest"] and len(layer) == layer_desc["size"]
     archive = tmp_path / "release-capsule.tar.gz"
     archive.write_bytes(layer)
 
@@ -435,8 +427,8 @@ def _two_images(tmp_path: Path) -> Path:
 
 def _corrupt_layer(tmp_path: Path) -> Path:
     layout = il.single_arch(tmp_path / "image", layer_sizes=[9 * 1024 * 1024])
-    manifest = json.loads((layout.path / "blobs" / "sha256" / layout.digest.split(":")[1]).read_bytes())
-    layer = layout.path / "blobs" / "sha256" / manifest["layers"][0]["digest"].split(":")[1]
+    manifest = json.loads(layout.blob(layout.digest).read_bytes())
+    layer = layout.blob(manifest["layers"][0]["digest"])
     data = bytearray(layer.read_bytes())
     data[-2000] ^= 0xFF  # same size, different content
     layer.write_bytes(bytes(data))
@@ -445,8 +437,8 @@ def _corrupt_layer(tmp_path: Path) -> Path:
 
 def _missing_config(tmp_path: Path) -> Path:
     layout = il.single_arch(tmp_path / "image")
-    manifest = json.loads((layout.path / "blobs" / "sha256" / layout.digest.split(":")[1]).read_bytes())
-    (layout.path / "blobs" / "sha256" / manifest["config"]["digest"].split(":")[1]).unlink()
+    manifest = json.loads(layout.blob(layout.digest).read_bytes())
+    layout.blob(manifest["config"]["digest"]).unlink()
     return layout.path
 
 
