@@ -209,7 +209,9 @@ def test_kargo_promotion_consumes_the_capsule(registry, repo_name, run_cli, tmp_
     result_json(run_cli(publish_argv(image_repo, "--image-layout", layout.path, sha=sha)))
     client = registry.client()
 
-    # Warehouse: both repos subscribed, paired by tag; Freight holds tag + digest.
+    # Warehouse: both repos subscribed, paired by tag (the Stage's
+    # imageFrom(capsuleRepo).Tag == imageFrom(imageRepo).Tag): both must resolve
+    # `tag`. Freight holds tag + digest.
     image_digest = client.manifest_digest(repo_name, tag)
     capsule_digest = client.manifest_digest(capsule, tag)
     assert image_digest and capsule_digest
@@ -240,7 +242,6 @@ def test_kargo_promotion_consumes_the_capsule(registry, repo_name, run_cli, tmp_
     assert release["image"]["digest"] == image_digest
     assert release["package"]["kind"] == "helm"
     assert release["package"]["path"] == "package/helm"
-    assert tag == tag  # imageFrom(capsuleRepo).Tag == imageFrom(imageRepo).Tag: both subscriptions see `tag`
     assert tag == "git-" + release["gitCommit"]
 
     # The copy steps of the metadata files.
