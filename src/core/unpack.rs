@@ -14,8 +14,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
+use super::archive::HashingWriter;
 use super::ident::Digest;
 use super::package::{MAX_FILE_SIZE, MAX_TOTAL_SIZE};
 
@@ -169,6 +168,7 @@ fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path) -> Result<
     let mut seen: HashSet<String> = HashSet::new();
     let mut files = Vec::new();
     let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
@@ -202,10 +202,9 @@ fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path) -> Result<
             return Err(UnpackError::FileTooLarge { path: name });
         }
         let declared = entry.size();
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&dest).map_err(write_err(&dest))?;
-        let mut hasher = Sha256::new();
+        let file = fs::OpenOptions::new().write(true).create_new(true).open(&dest).map_err(write_err(&dest))?;
+        let mut file = HashingWriter::new(file);
         let mut size = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = entry.read(&mut buf).map_err(corrupt)?;
             if n == 0 {
@@ -219,13 +218,13 @@ fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path) -> Result<
             if total > MAX_TOTAL_SIZE {
                 return Err(UnpackError::TooLarge);
             }
-            hasher.update(&buf[..n]);
             file.write_all(&buf[..n]).map_err(write_err(&dest))?;
         }
         if size != declared {
             return Err(UnpackError::Truncated { path: name, declared, read: size });
         }
-        files.push(UnpackedFile { path: name, size, sha256: Digest::from_hasher(hasher) });
+        let (_, sha256, _) = file.finish();
+        files.push(UnpackedFile { path: name, size, sha256 });
     }
     Ok(files)
 }
