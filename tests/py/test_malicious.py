@@ -140,15 +140,16 @@ def test_a_manifest_that_does_not_match_its_digest(evil_registry, run_cli, tmp_p
     evil_registry.add_blob(EMPTY_CONFIG)
     evil_registry.add_blob(layer)
     wanted = capsule_manifest(layer)
-    served = capsule_manifest(evil_layer("dotdot"))
+    dotdot = evil_layer("dotdot")
+    served = capsule_manifest(dotdot)
     lie = sha256_digest(wanted)
-    evil_registry.add_blob(evil_layer("dotdot"))
+    evil_registry.add_blob(dotdot)
     evil_registry.add_manifest(NAME, None, served, digest=lie)
     before = snapshot(tmp_path)
     proc = run(run_cli, command, evil_registry.ref(NAME, lie), out)
     assert_refused(proc, tmp_path, before, out, reason="manifest.digest: expected " + lie)
     # The layer the lying manifest names was never fetched.
-    assert not any(r.path.endswith(sha256_digest(evil_layer("dotdot"))) for r in evil_registry.requests)
+    assert not any(r.path.endswith(sha256_digest(dotdot)) for r in evil_registry.requests)
 
 
 def test_a_tag_that_lies_about_its_digest(evil_registry, run_cli, tmp_path, arena):
