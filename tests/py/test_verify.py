@@ -122,7 +122,7 @@ class World:
         """Pushes a capsule whose layer is built here from ``files``; returns its digest."""
         layer = build_layer(files)
         annotations = capsule_annotations(
-            sha=SHA, image_repo=self.image, image_digest=self.image_digest, created="2026-11-20T10:11:12Z",
+            sha=SHA, image_repo=self.image, image_digest=self.image_digest, created=CREATED,
             package_digest=package_digest or package_tree_digest(files),
         )
         manifest = capsule_manifest(layer, annotations=annotations, **manifest_kwargs)
