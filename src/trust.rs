@@ -11,7 +11,6 @@ use std::path::Path;
 
 use anyhow::anyhow;
 
-use crate::core::archive::HashingWriter;
 use crate::core::ident::Digest;
 use crate::core::reference::Reference;
 use crate::core::release::ReleaseDoc;
@@ -68,13 +67,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| Failure::failed(anyhow!("a worker thread failed: {e}")))
 }
 
-fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
-    let mut hashing = HashingWriter::new(io::sink());
-    io::copy(&mut fs::File::open(path)?, &mut hashing)?;
-    let (_, digest, size) = hashing.finish();
-    Ok((digest, size))
-}
-
 /// Steps 1 to 3: fetch `capsule` by digest, download and hash its layer into
 /// `work`, and unpack it into `tree` (which must not exist yet, or be empty).
 /// A failed check ends the fetch with `unpacked: None`; `Err` is for what
@@ -126,11 +118,11 @@ pub async fn fetch<C: RegistryClient>(
         return Ok(out);
     }
 
-    // Step 2. The client hashes while it writes; the file is hashed again here
-    // so the check does not rest on the client alone.
+    // Step 2. The client hashes while it writes and reports what it wrote; the
+    // check against the descriptor is made here, not left to the client.
     let layer_file = work.join("layer.tar.gz");
-    match client.blob_to_file(repo, &manifest.layer_digest, manifest.layer_size, &layer_file).await {
-        Ok(_) => {}
+    let (layer_digest, layer_size) = match client.blob_to_file(repo, &manifest.layer_digest, manifest.layer_size, &layer_file).await {
+        Ok(written) => written,
         Err(RegistryError::Integrity { message, .. }) => {
             checks.that("layer.digest", false, &manifest.layer_digest, message);
             return Ok(out);
@@ -140,13 +132,11 @@ pub async fn fetch<C: RegistryClient>(
             return Ok(out);
         }
         Err(e) => return Err(Failure::from(e)),
-    }
+    };
     let unreadable = {
         let path = layer_file.display().to_string();
         move |e: io::Error| Failure::failed(anyhow::Error::new(e).context(format!("{path}: cannot be read")))
     };
-    let hashed = layer_file.clone();
-    let (layer_digest, layer_size) = blocking(move || hash_file(&hashed)).await?.map_err(&unreadable)?;
     if !verify::check_layer(checks, &manifest, &layer_digest, layer_size) {
         return Ok(out);
     }

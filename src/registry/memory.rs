@@ -129,14 +129,15 @@ impl RegistryClient for MemoryRegistry {
         Ok(bytes)
     }
 
-    async fn blob_to_file(&self, repo: &Repository, digest: &Digest, max_size: u64, dest: &Path) -> Result<u64, RegistryError> {
+    async fn blob_to_file(&self, repo: &Repository, digest: &Digest, max_size: u64, dest: &Path) -> Result<(Digest, u64), RegistryError> {
         let bytes = self.blob_bytes(repo, digest, max_size).await?;
         fs::write(dest, &bytes).map_err(|e| RegistryError::Local {
             path: dest.display().to_string(),
             message: "cannot write".into(),
             source: Some(e),
         })?;
-        Ok(bytes.len() as u64)
+        // What was written, hashed: a careless registry reports the truth here.
+        Ok((Digest::of(&bytes), bytes.len() as u64))
     }
 
     async fn blob_exists(&self, repo: &Repository, digest: &Digest) -> Result<bool, RegistryError> {

@@ -80,15 +80,16 @@ pub trait RegistryClient: Send + Sync {
     /// Small blobs (configs) into memory, digest-checked; at most `max_size` bytes.
     fn blob_bytes(&self, repo: &Repository, digest: &Digest, max_size: u64) -> impl Future<Output = Result<Vec<u8>, RegistryError>> + Send;
 
-    /// Streams a blob into the file at `dest`, hashing as it arrives; the file
-    /// is only left behind when the digest and size match.
+    /// Streams a blob into the file at `dest`, hashing as it arrives, and
+    /// returns the digest and size of what it wrote (so no caller reads the file
+    /// again to hash it). The file is only left behind when the digest matches.
     fn blob_to_file(
         &self,
         repo: &Repository,
         digest: &Digest,
         max_size: u64,
         dest: &Path,
-    ) -> impl Future<Output = Result<u64, RegistryError>> + Send;
+    ) -> impl Future<Output = Result<(Digest, u64), RegistryError>> + Send;
 
     fn blob_exists(&self, repo: &Repository, digest: &Digest) -> impl Future<Output = Result<bool, RegistryError>> + Send;
 

@@ -626,7 +626,7 @@ impl OciRegistry {
     }
 
     /// The download of one blob into `dest`, hashed and bounded as it arrives.
-    async fn download(&self, call: &Call<'_>, digest: &Digest, max_size: u64, dest: &Path) -> Result<u64, RegistryError> {
+    async fn download(&self, call: &Call<'_>, digest: &Digest, max_size: u64, dest: &Path) -> Result<(Digest, u64), RegistryError> {
         let local =
             |message: String, source: Option<std::io::Error>| RegistryError::Local { path: dest.display().to_string(), message, source };
         let mut tries = 0;
@@ -675,7 +675,7 @@ impl OciRegistry {
                             message: format!("the registry sent content that hashes to {actual}, not {digest}"),
                         });
                     }
-                    return Ok(size);
+                    return Ok((actual, size));
                 }
                 Err(e) => {
                     let _ = tokio::fs::remove_file(dest).await;
@@ -844,7 +844,7 @@ impl RegistryClient for OciRegistry {
         Ok(bytes)
     }
 
-    async fn blob_to_file(&self, repo: &Repository, digest: &Digest, max_size: u64, dest: &Path) -> Result<u64, RegistryError> {
+    async fn blob_to_file(&self, repo: &Repository, digest: &Digest, max_size: u64, dest: &Path) -> Result<(Digest, u64), RegistryError> {
         let what = format!("{repo}@{digest}");
         let mut call = Call::new(Method::GET, Self::api(repo, &format!("blobs/{digest}")), repo, Access::Pull, what);
         // Large blobs: only the idle read timeout applies, not a total one.
