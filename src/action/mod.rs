@@ -66,8 +66,7 @@ pub fn run(env: Env) -> Result<(), Failure> {
         }
     };
     log.debug(&format!("resolved settings: {s:?}"));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
-    rt.block_on(run_step(&s, log))
+    crate::commands::block_on(run_step(&s, log))
 }
 
 async fn run_step(s: &ActionSettings, mut log: Log<Stdout>) -> Result<(), Failure> {

@@ -97,9 +97,8 @@ pub async fn publish(s: &PublishSettings, commit_dates: Option<&dyn CommitDateSo
 
 pub fn run(args: &PublishArgs, env: Env) -> Result<(), Failure> {
     let s = PublishSettings::resolve(args, env).or_fail(FailureKind::Input)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
     // The CLI's fallback date is --created / SOURCE_DATE_EPOCH, already in the settings.
-    let outcome = rt.block_on(publish(&s, None))?;
+    let outcome = super::block_on(publish(&s, None))?;
     if s.capsule.json {
         report::print_json(&PublishJson {
             report: &outcome.report,

@@ -55,7 +55,8 @@ pub fn connect(credentials: &RegistryCredentials) -> Result<OciRegistry, Failure
 
 pub fn run(args: &PullArgs, env: Env) -> Result<(), Failure> {
     let s = PullSettings::resolve(args, env).or_fail(FailureKind::Input)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
-    let client = connect(&s.credentials)?;
-    rt.block_on(execute(&s, &client))
+    super::block_on(async {
+        let client = connect(&s.credentials)?;
+        execute(&s, &client).await
+    })
 }

@@ -81,7 +81,8 @@ pub async fn execute<C: RegistryClient>(s: &VerifySettings, client: &C) -> Resul
 
 pub fn run(args: &VerifyArgs, env: Env) -> Result<(), Failure> {
     let s = VerifySettings::resolve(args, env).or_fail(FailureKind::Input)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().or_fail(FailureKind::Failed)?;
-    let client = super::pull::connect(&s.credentials)?;
-    rt.block_on(execute(&s, &client))
+    super::block_on(async {
+        let client = super::pull::connect(&s.credentials)?;
+        execute(&s, &client).await
+    })
 }
