@@ -12,7 +12,7 @@ use crate::core::capsule::{self, Built, CapsuleError, Documents};
 use crate::core::ident::Digest;
 use crate::core::manifest::{Descriptor, ANN_REF_NAME, ARTIFACT_TYPE, EMPTY_CONFIG, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::core::package::Package;
-use crate::core::release::Release;
+use crate::core::release::{Release, RELEASE_FILE};
 use crate::core::to_compact_json;
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
@@ -21,8 +21,8 @@ const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
-    #[error("output {path}: exists and is not an OCI image layout; choose another --output or remove it")]
-    NotALayout { path: PathBuf },
+    #[error("output {path}: exists and holds something other than {}; choose another directory or remove it", .replaceable.describe())]
+    Occupied { path: PathBuf, replaceable: Replaceable },
     #[error("{path}: cannot be written")]
     Io {
         path: PathBuf,
@@ -66,14 +66,53 @@ pub fn staging_dir(target: &Path) -> Result<PathBuf, LayoutError> {
     Ok(staging)
 }
 
-/// Replaces `target` with the finished `staging` directory. An existing
-/// target is replaced only when `may_replace` says it is ours to replace.
-pub fn commit_dir(staging: &Path, target: &Path, may_replace: impl Fn(&Path) -> bool) -> Result<(), LayoutError> {
-    if target.exists() {
-        let empty = fs::read_dir(target).map(|mut d| d.next().is_none()).unwrap_or(false);
-        if !empty && !may_replace(target) {
-            return Err(LayoutError::NotALayout { path: target.to_owned() });
+/// What an existing output directory may hold for us to replace it: an empty
+/// (or absent) directory always; otherwise only what an earlier run wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replaceable {
+    /// An OCI image layout (`build --output`).
+    Layout,
+    /// An unpacked capsule tree (`build --unpacked`).
+    CapsuleTree,
+    /// Nothing: only an empty directory (`verify`/`pull --output`).
+    Nothing,
+}
+
+impl Replaceable {
+    fn allows(self, dir: &Path) -> bool {
+        match fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
+            Ok(true) => true,
+            Ok(false) => match self {
+                Self::Layout => is_layout(dir),
+                Self::CapsuleTree => is_capsule_tree(dir),
+                Self::Nothing => false,
+            },
+            Err(_) => !dir.exists(),
         }
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Layout => "an OCI image layout",
+            Self::CapsuleTree => "an unpacked capsule",
+            Self::Nothing => "nothing (it must be empty)",
+        }
+    }
+}
+
+/// Fails early when `out` holds something that is not ours to replace.
+pub fn check_output(out: &Path, replaceable: Replaceable) -> Result<(), LayoutError> {
+    if replaceable.allows(out) {
+        Ok(())
+    } else {
+        Err(LayoutError::Occupied { path: out.to_owned(), replaceable })
+    }
+}
+
+/// Replaces `target` with the finished `staging` directory, checking again
+/// that whatever is there now is still ours to replace.
+pub fn commit_dir(staging: &Path, target: &Path, replaceable: Replaceable) -> Result<(), LayoutError> {
+    check_output(target, replaceable)?;
+    if target.exists() {
         fs::remove_dir_all(target).map_err(io_at(target))?;
     }
     fs::rename(staging, target).map_err(io_at(target))
@@ -81,6 +120,13 @@ pub fn commit_dir(staging: &Path, target: &Path, may_replace: impl Fn(&Path) -> 
 
 pub fn is_layout(dir: &Path) -> bool {
     dir.join(OCI_LAYOUT_FILE).is_file()
+}
+
+/// A directory that holds a capsule's top level and nothing else.
+pub fn is_capsule_tree(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else { return false };
+    let names: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.file_name())).collect();
+    names.iter().any(|n| n == RELEASE_FILE) && names.iter().all(|n| [RELEASE_FILE, "package", "metadata"].iter().any(|k| n == *k))
 }
 
 /// A directory being written next to its target; removed on drop unless committed.
@@ -95,10 +141,10 @@ impl Staged {
     pub fn new(target: &Path) -> Result<Self, LayoutError> {
         Ok(Self { dir: staging_dir(target)?, target: target.to_owned(), committed: false })
     }
-    /// Moves the finished directory into place. `may_replace` says whether a
-    /// non-empty existing target is ours to replace.
-    pub fn commit(mut self, may_replace: impl Fn(&Path) -> bool) -> Result<(), LayoutError> {
-        commit_dir(&self.dir, &self.target, may_replace)?;
+    /// Moves the finished directory into place, replacing only what
+    /// `replaceable` allows.
+    pub fn commit(mut self, replaceable: Replaceable) -> Result<(), LayoutError> {
+        commit_dir(&self.dir, &self.target, replaceable)?;
         self.committed = true;
         Ok(())
     }
@@ -112,18 +158,10 @@ impl Drop for Staged {
     }
 }
 
-/// Fails early when `out` holds something that is not ours to replace.
-pub fn check_output(out: &Path) -> Result<(), LayoutError> {
-    if out.exists() && !is_layout(out) && fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(LayoutError::NotALayout { path: out.to_owned() });
-    }
-    Ok(())
-}
-
 /// Builds the capsule into a staged OCI image layout for `out`, tagged
-/// `git-<sha>`; [`Staged::commit`] with [`is_layout`] puts it in place.
+/// `git-<sha>`; [`Staged::commit`] with [`Replaceable::Layout`] puts it in place.
 pub fn stage_capsule_layout(out: &Path, r: &Release, package: &Package, docs: &Documents) -> Result<(Staged, Built), LayoutError> {
-    check_output(out)?;
+    check_output(out, Replaceable::Layout)?;
     let staged = Staged::new(out)?;
     let built = write_into(&staged.dir, r, package, docs)?;
     Ok((staged, built))

@@ -17,7 +17,7 @@ use crate::core::release::ReleaseDoc;
 use crate::core::unpack::{self, UnpackError, UnpackedFile};
 use crate::core::verify::{self, CapsuleManifest, Checks, Expectations};
 use crate::failure::Failure;
-use crate::layout::Staged;
+use crate::layout::{Replaceable, Staged};
 use crate::registry::{RegistryClient, RegistryError};
 
 /// A capsule that passed steps 1 to 3.
@@ -209,7 +209,7 @@ pub async fn verify_into<C: RegistryClient>(
     let tree = staged.as_ref().map_or_else(|| work.path().join("tree"), |s| s.dir.clone());
     let verdict = verify(client, capsule, image, image_digest, &tree, work.path()).await?;
     if let Some(staged) = staged.filter(|_| verdict.verified()) {
-        staged.commit(|_| false).map_err(Failure::failed)?;
+        staged.commit(Replaceable::Nothing).map_err(Failure::failed)?;
     }
     Ok(verdict)
 }
@@ -223,7 +223,7 @@ pub async fn pull_into<C: RegistryClient>(client: &C, capsule: &Reference, outpu
     let (Some(digest), Some(unpacked)) = (fetched.digest, fetched.unpacked) else {
         return Err(Failure::failed(failed_checks(&capsule.to_string(), &checks)));
     };
-    staged.commit(|_| false).map_err(Failure::failed)?;
+    staged.commit(Replaceable::Nothing).map_err(Failure::failed)?;
     Ok(Pulled {
         capsule: capsule.clone(),
         digest,

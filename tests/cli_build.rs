@@ -294,3 +294,33 @@ fn symlinks_inside_the_root_are_stored_as_files() {
         .expect("alias is in the archive");
     assert!(alias.header().entry_type().is_file());
 }
+
+#[test]
+fn rebuilding_replaces_our_own_outputs_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, unpacked) = (tmp.path().join("oci"), tmp.path().join("tree"));
+    let mut args = golden_args(&fixture(), &out);
+    args.extend(["--unpacked".to_owned(), unpacked.display().to_string()]);
+    let first = json(&run(&args));
+    // A second build over the first one's layout and tree: both are ours.
+    assert_eq!(json(&run(&args)), first);
+    assert!(unpacked.join("release.yaml").is_file());
+
+    // A directory holding anything else is never replaced.
+    for (flag, what) in [("--unpacked", "an unpacked capsule"), ("--output", "an OCI image layout")] {
+        let precious = tmp.path().join(format!("precious{flag}"));
+        fs::create_dir_all(&precious).unwrap();
+        fs::write(precious.join("notes.txt"), "mine").unwrap();
+        let mut args = golden_args(&fixture(), &tmp.path().join("oci-2"));
+        args.retain(|a| a != "--json");
+        match args.iter().position(|a| a == flag) {
+            Some(pos) => args[pos + 1] = precious.display().to_string(),
+            None => args.extend([flag.to_owned(), precious.display().to_string()]),
+        }
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("exists and holds something other than {what}")), "{stderr}");
+        assert_eq!(fs::read_to_string(precious.join("notes.txt")).unwrap(), "mine");
+    }
+}

@@ -9,7 +9,7 @@ use crate::core::package::{self, Package};
 use crate::core::release::Release;
 use crate::core::unpack;
 use crate::failure::{Classify, Failure, FailureKind};
-use crate::layout::{self, LayoutError, Staged};
+use crate::layout::{self, LayoutError, Replaceable, Staged};
 use crate::report::{self, CapsuleReport};
 use crate::settings::{self, BuildSettings, CapsuleSettings, Env};
 
@@ -72,7 +72,7 @@ fn layout_failure(e: LayoutError) -> Failure {
     match e {
         LayoutError::Io { .. } => Failure::failed(e),
         LayoutError::Capsule(capsule::CapsuleError::Archive(_)) => Failure::failed(e),
-        LayoutError::NotALayout { .. } | LayoutError::Capsule(_) => Failure::input(e),
+        LayoutError::Occupied { .. } | LayoutError::Capsule(_) => Failure::input(e),
     }
 }
 
@@ -86,14 +86,14 @@ pub fn write_outputs(
     docs: &Documents,
 ) -> Result<Built, Failure> {
     if let Some(dir) = &s.unpacked {
-        layout::check_output(dir).map_err(layout_failure)?;
+        layout::check_output(dir, Replaceable::CapsuleTree).map_err(layout_failure)?;
     }
     let (staged, built) = layout::stage_capsule_layout(out, release, package, docs).map_err(layout_failure)?;
     eprintln!("  layer {} ({})", built.layer.digest, report::human_size(built.layer.size));
     let unpacked = s.unpacked.as_ref().map(|dir| unpack_into(&staged, &built, dir)).transpose()?;
-    staged.commit(layout::is_layout).map_err(layout_failure)?;
+    staged.commit(Replaceable::Layout).map_err(layout_failure)?;
     if let Some(u) = unpacked {
-        u.commit(|_| true).map_err(layout_failure)?;
+        u.commit(Replaceable::CapsuleTree).map_err(layout_failure)?;
     }
     Ok(built)
 }
