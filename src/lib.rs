@@ -6,6 +6,7 @@
 
 pub mod action;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod core;
 pub mod failure;

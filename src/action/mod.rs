@@ -13,7 +13,6 @@ pub mod workflow_commands;
 use std::io::Stdout;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::commands::publish::{publish, CommitDateSource};
 use crate::core::timestamp::Created;
@@ -29,8 +28,7 @@ use self::workflow_commands::Log;
 /// Now, RFC 3339 UTC: for the check run's start and end (per-run facts never
 /// go into the capsule).
 fn clock() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_secs() as i64);
-    Created::from_unix(secs, "the system clock").map(|c| c.to_string()).unwrap_or_default()
+    Created::from_unix(crate::clock::now_unix(), "the system clock").map(|c| c.to_string()).unwrap_or_default()
 }
 
 fn append_summary(log: &mut Log<Stdout>, file: Option<&PathBuf>, markdown: &str) -> Result<(), Failure> {

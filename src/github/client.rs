@@ -3,7 +3,7 @@
 //! retry layer, which would re-send POSTs; [`super::retry::Policy`] decides.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
@@ -26,10 +26,6 @@ pub struct OctocrabGitHub {
     repo: String,
     policy: Policy,
     notify: Notify,
-}
-
-fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Whether a transport error happened before the request left: only a
@@ -126,7 +122,7 @@ impl OctocrabGitHub {
                 Outcome::NotSent(e) | Outcome::MaybeSent(e) => e.clone(),
             };
             (self.notify)(true, &format!("GitHub {method} {path} (attempt {attempts}): {shown}"));
-            match (self.policy.decide(attempts, waited, replayable, &outcome, now_unix()), outcome) {
+            match (self.policy.decide(attempts, waited, replayable, &outcome, crate::clock::now_unix()), outcome) {
                 // The policy says Done only for a successful answer.
                 (Decision::Done, Outcome::Answer(a)) => return Ok(a),
                 (Decision::Retry(wait), _) => {
@@ -162,7 +158,7 @@ impl OctocrabGitHub {
 
 fn final_error(operation: &'static str, permission: &'static str, attempts: u32, outcome: Outcome) -> GitHubError {
     match outcome {
-        Outcome::Answer(a) if a.rate_limit_wait(now_unix()).is_some() => {
+        Outcome::Answer(a) if a.rate_limit_wait(crate::clock::now_unix()).is_some() => {
             GitHubError::RateLimited { operation, message: a.message(), attempts }
         }
         Outcome::Answer(a) if matches!(a.status, 401 | 403 | 404) => {

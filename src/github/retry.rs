@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::registry::retry::parse_retry_after;
+use crate::clock::parse_retry_after;
 
 /// What one attempt came back with.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -402,8 +402,11 @@ impl OciRegistry {
             return Err(self.denied(call, status));
         }
         if retry::is_transient_status(status) {
-            let retry_after =
-                resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| retry::parse_retry_after(v, unix_now()));
+            let retry_after = resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| crate::clock::parse_retry_after(v, crate::clock::now_unix()));
             return Ok(Attempt::Retry { why: format!("HTTP {status}"), retry_after, last: None });
         }
         match (call.settle, status) {
@@ -697,11 +700,6 @@ fn named(repo: &Repository, reference: &str) -> String {
     } else {
         repo.with_tag(reference)
     }
-}
-
-fn unix_now() -> i64 {
-    // Only for turning a Retry-After date into a wait; never for capsule content.
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn location_of(resp: &Response, origin: &str) -> Option<String> {

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use crate::core::timestamp::Created;
-
 /// The retry schedule. Attempt 0 is the first try; the delay before attempt
 /// `n + 1` is `min(cap, base * 2^n)`, half of it jittered, and never less than
 /// what the server asked for in `Retry-After` (itself capped, so a hostile or
@@ -75,34 +73,6 @@ pub fn is_transient_status(status: u16) -> bool {
     matches!(status, 408 | 429) || (500..600).contains(&status) && !matches!(status, 501 | 505)
 }
 
-/// `Retry-After` as a wait: delay-seconds, or an HTTP-date (IMF-fixdate, the
-/// form RFC 9110 requires senders to use) compared with `now_unix`. A date in
-/// the past means "now".
-pub fn parse_retry_after(value: &str, now_unix: i64) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = parse_http_date(value)?;
-    Some(Duration::from_secs(u64::try_from(at - now_unix).unwrap_or(0)))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` → Unix seconds.
-fn parse_http_date(value: &str) -> Option<i64> {
-    let (_weekday, rest) = value.split_once(", ")?;
-    let parts: Vec<&str> = rest.split(' ').collect();
-    let [day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let month = MONTHS.iter().position(|m| m == month)? + 1;
-    if day.len() != 2 || year.len() != 4 || time.len() != 8 {
-        return None;
-    }
-    let rfc3339 = format!("{year}-{month:02}-{day}T{time}Z");
-    rfc3339.parse::<Created>().ok().map(Created::unix)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,18 +114,6 @@ mod tests {
         assert_eq!(b.delay(0, Some(Duration::from_secs(86_400)), &mut j), b.retry_after_cap);
         // "Retry-After: 0" does not turn off the backoff.
         assert!(b.delay(3, Some(Duration::ZERO), &mut j) >= Duration::from_millis(400));
-    }
-
-    #[test]
-    fn parses_both_retry_after_forms() {
-        let now = "2026-11-20T10:11:12Z".parse::<Created>().unwrap().unix();
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Fri, 20 Nov 2026 10:11:42 GMT", now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("Fri, 20 Nov 2026 10:00:00 GMT", now), Some(Duration::ZERO), "past dates mean now");
-        for bad in ["-1", "soon", "Fri, 20 Nov 2026 10:11:42 UTC", "Fri, 20 Foo 2026 10:11:42 GMT", "1.5", ""] {
-            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
-        }
     }
 
     #[test]
