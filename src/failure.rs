@@ -1,5 +1,6 @@
 //! How a command failed, which decides the exit code (spec section 8):
-//! 1 verification failed, 2 bad usage or input, 3 registry or network failure.
+//! 1 verification failed, 2 bad usage or input, 3 registry or network failure;
+//! 130 cancelled by a signal.
 
 use std::fmt;
 
@@ -9,6 +10,8 @@ pub enum FailureKind {
     Failed = 1,
     Input = 2,
     Network = 3,
+    /// Stopped by SIGINT or SIGTERM (the shell's 128 + SIGINT).
+    Cancelled = 130,
 }
 
 #[derive(Debug)]
@@ -29,6 +32,9 @@ impl Failure {
     }
     pub fn network(error: impl Into<anyhow::Error>) -> Self {
         Self::new(FailureKind::Network, error)
+    }
+    pub fn cancelled(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(FailureKind::Cancelled, error)
     }
     pub fn exit_code(&self) -> u8 {
         self.kind as u8

@@ -5,6 +5,7 @@
 //! edges; `commands` wires them together behind the CLI.
 
 pub mod action;
+pub mod cancel;
 pub mod cli;
 pub mod clock;
 pub mod commands;

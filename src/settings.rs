@@ -236,6 +236,9 @@ pub struct PublishSettings {
     pub image_layout: Option<PathBuf>,
     pub on_conflict: crate::cli::OnConflict,
     pub dry_run: bool,
+    /// A dry run may find no image under the tag (a pull request whose image
+    /// was never pushed): the package is then validated on its own.
+    pub allow_missing_image: bool,
 }
 
 impl PublishSettings {
@@ -246,6 +249,7 @@ impl PublishSettings {
             image_layout: args.image_layout.clone(),
             on_conflict: args.on_conflict,
             dry_run: args.dry_run,
+            allow_missing_image: false,
         })
     }
 }

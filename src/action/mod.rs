@@ -5,24 +5,29 @@
 //! reporting problems become warnings.
 
 pub mod outputs;
+pub mod problems;
 pub mod reporting;
 pub mod settings;
 pub mod summary;
+pub mod verdict;
 pub mod workflow_commands;
 
 use std::io::Stdout;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::commands::publish::{publish, CommitDateSource};
+use crate::cancel::Cancel;
+use crate::commands::publish::{publish, CommitDateSource, PublishOutcome};
 use crate::core::timestamp::Created;
 use crate::failure::{Classify, Failure, FailureKind};
 use crate::github::client::{GitHubCommitDates, Notify, OctocrabGitHub};
-use crate::github::ChecksApi;
+use crate::github::{CheckAnnotation, ChecksApi};
 use crate::settings::Env;
 
 use self::reporting::Reporter;
 use self::settings::ActionSettings;
+use self::verdict::Verdict;
 use self::workflow_commands::Log;
 
 /// Now, RFC 3339 UTC: for the check run's start and end (per-run facts never
@@ -64,10 +69,21 @@ pub fn run(env: Env) -> Result<(), Failure> {
         }
     };
     log.debug(&format!("resolved settings: {s:?}"));
-    crate::commands::block_on(run_step(&s, log))
+    crate::commands::block_on(async {
+        // Handlers first: as PID 1 of its container, the step gets no SIGINT
+        // or SIGTERM (a cancelled job) without them.
+        let cancel = Cancel::on_signals();
+        run_step(&s, log, &cancel).await
+    })
 }
 
-async fn run_step(s: &ActionSettings, mut log: Log<Stdout>) -> Result<(), Failure> {
+/// What reporting may still take once the step is cancelled: the runner
+/// escalates at 7.5 s, and the process must be gone well before (together
+/// these stay under the watchdog's [`crate::cancel::EXIT_DEADLINE`]).
+const START_GRACE_AFTER_CANCEL: Duration = Duration::from_millis(1500);
+const REPORT_AFTER_CANCEL: Duration = Duration::from_millis(2500);
+
+async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> Result<(), Failure> {
     let debug = s.debug;
     // The client's lines go through a Log of their own: the same escaping, on the same stdout.
     let notify: Notify = Arc::new(move |debug_only, line| {
@@ -99,49 +115,73 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>) -> Result<(), Failur
     if s.fork {
         log.info("pull request from a fork: its token is read-only, so the check run and status will likely be refused");
     }
-    reporter.start(&clock()).await;
+    // A cancellation while the check run is being created gives that request
+    // a moment to finish: abandoning it could leave a run GitHub made, whose
+    // id we never learnt, in progress forever.
+    {
+        let started = clock();
+        let start = reporter.start(&started);
+        tokio::pin!(start);
+        tokio::select! {
+            () = &mut start => {}
+            () = cancel.cancelled() => {
+                let _ = tokio::time::timeout(START_GRACE_AFTER_CANCEL, &mut start).await;
+            }
+        }
+    }
     if let Some(id) = reporter.check_run_id() {
         log.debug(&format!("check run {id} created for {sha}"));
     }
 
     log.group(&format!("Publish {} for git-{}", s.publish.capsule.capsule, sha.short()));
     let dates = GitHubCommitDates { api: client.as_ref(), from_payload: s.payload_commit_date.map(|d| (sha.clone(), d)) };
-    let result = publish(&s.publish, Some(&dates as &dyn CommitDateSource)).await;
+    let result = publish(&s.publish, Some(&dates as &dyn CommitDateSource), cancel).await;
     log.end_group();
 
     let outcome = result.as_ref();
-    let problems = summary::problems(s, outcome);
+    let problems = problems::problems(s, outcome);
     for p in &problems {
         log.annotate(&p.log_annotation());
     }
     match outcome {
-        Ok(o) => log.info(&format!(
-            "{}: {}",
-            if o.dry_run {
-                "validated, not pushed"
-            } else if o.published {
-                "published"
-            } else {
-                "already published"
-            },
-            o.report.reference
-        )),
+        Ok(o) => log.info(&format!("{}: {}", outcome_word(o), if o.image_missing { &o.message } else { &o.report.reference })),
+        Err(f) if f.kind == FailureKind::Cancelled => log.error("release-capsule: cancelled", &f.to_string()),
         Err(f) => log.error("release-capsule: publish failed", &f.to_string()),
     }
 
     let mut step_failure = None;
     if let Some(path) = &s.output_file {
-        if let Err(e) = outputs::append(path, &summary::outputs(outcome)) {
+        if let Err(e) = outputs::append(path, &verdict::outputs(outcome)) {
             step_failure = Some(Failure::failed(e));
         }
     } else {
         log.debug("GITHUB_OUTPUT is not set: no step outputs");
     }
 
-    let markdown = summary::markdown(s, outcome, &problems);
-    let verdict = summary::verdict(s, outcome);
-    let annotations: Vec<_> = problems.iter().map(summary::Problem::check_annotation).collect();
-    reporter.finish(&verdict, &markdown, &annotations, &clock()).await;
+    let mut markdown = summary::markdown(s, outcome, &problems);
+    let annotations: Vec<_> = problems.iter().map(problems::Problem::check_annotation).collect();
+    if cancel.is_cancelled() {
+        // Cancelled before or during publish: conclude at once, within the deadline.
+        finish_within_deadline(&mut reporter, &verdict::verdict(s, outcome), &markdown, &annotations).await;
+    } else {
+        let verdict = verdict::verdict(s, outcome);
+        let finished = cancel.guard("reporting", async {
+            reporter.finish(&verdict, &markdown, &annotations, &clock()).await;
+            Ok(())
+        });
+        if let Err(stopped) = finished.await {
+            // Cancelled while reporting: whatever was in flight is abandoned,
+            // and the check run is concluded `cancelled` all the same.
+            let why = match outcome {
+                Ok(o) => format!("{}; the capsule itself was {}", verdict::headline(&stopped), outcome_word(o)),
+                Err(_) => verdict::headline(&stopped),
+            };
+            log.error("release-capsule: cancelled", &why);
+            markdown.push_str(&format!("\n> [!WARNING]\n> {why}\n"));
+            finish_within_deadline(&mut reporter, &verdict::cancelled(s, &why), &markdown, &[]).await;
+            step_failure.get_or_insert(stopped);
+        }
+    }
     for note in reporter.notes() {
         log.warning("release-capsule: reporting", note);
     }
@@ -152,4 +192,26 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>) -> Result<(), Failur
 
     result?;
     step_failure.map_or(Ok(()), Err)
+}
+
+/// "published", "already published", …: what a publish outcome amounts to.
+fn outcome_word(o: &PublishOutcome) -> &'static str {
+    if o.image_missing {
+        "not built (no image)"
+    } else if o.dry_run {
+        "validated, not pushed"
+    } else if o.published {
+        "published"
+    } else {
+        "already published"
+    }
+}
+
+/// Concludes the check run and sets the status, giving up on whatever is
+/// left after [`REPORT_AFTER_CANCEL`].
+async fn finish_within_deadline(reporter: &mut Reporter<'_>, verdict: &Verdict, markdown: &str, annotations: &[CheckAnnotation]) {
+    let now = clock();
+    if tokio::time::timeout(REPORT_AFTER_CANCEL, reporter.finish(verdict, markdown, annotations, &now)).await.is_err() {
+        eprintln!("warning: GitHub did not answer in time; the check run may not show the cancellation");
+    }
 }

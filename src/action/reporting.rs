@@ -10,7 +10,7 @@ use crate::github::{
 };
 
 use super::settings::GitHubSettings;
-use super::summary::Verdict;
+use super::verdict::Verdict;
 
 pub struct Reporter<'a> {
     api: Option<&'a dyn ChecksApi>,

@@ -377,6 +377,8 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
             image_layout: file_input(env, "image-layout", &workspace),
             on_conflict,
             dry_run: !push,
+            // Many pull request workflows build the image without pushing it.
+            allow_missing_image: !push && event.is_pull_request(),
         },
         fork: event.is_pull_request() && is_fork(payload),
         event,

@@ -1,147 +1,12 @@
-//! What the step tells people: the Markdown job summary (also the check run's
-//! summary), the check run's title and conclusion, the commit status, the
-//! step outputs and the annotations. Pure functions of the publish result.
+//! The Markdown the step writes: the job summary, which is also the check
+//! run's summary. A pure function of the publish result.
 
-use crate::commands::publish::PublishOutcome;
-use crate::core::package::{Diagnostic, PackageError};
-use crate::failure::Failure;
-use crate::github::{truncate_chars, AnnotationLevel, CheckAnnotation, Conclusion, StatusState, MAX_STATUS_DESCRIPTION};
+use crate::failure::FailureKind;
 use crate::report::human_size;
 
+use super::problems::Problem;
 use super::settings::ActionSettings;
-use super::workflow_commands::{Level, LogAnnotation};
-
-/// The publish result as the step reports it.
-pub type Outcome<'a> = Result<&'a PublishOutcome, &'a Failure>;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub conclusion: Conclusion,
-    pub state: StatusState,
-    /// The check run's title.
-    pub title: String,
-    /// The commit status description, at most 140 characters.
-    pub description: String,
-}
-
-/// The first line of an error chain, for titles and descriptions.
-fn headline(f: &Failure) -> String {
-    let text = format!("{:#}", f.error);
-    text.lines().next().unwrap_or_default().to_owned()
-}
-
-pub fn verdict(s: &ActionSettings, outcome: Outcome) -> Verdict {
-    let tag = format!("git-{}", s.sha().short());
-    let (conclusion, state, title, description) = match outcome {
-        Ok(o) => {
-            let short = o.report.digest.get(..19).unwrap_or(&o.report.digest);
-            if o.dry_run {
-                (
-                    Conclusion::Neutral,
-                    StatusState::Success,
-                    format!("Validated {tag}, nothing pushed (dry run)"),
-                    format!("{short}… {tag} validated, not pushed (dry run)"),
-                )
-            } else if o.published {
-                (Conclusion::Success, StatusState::Success, format!("Published {tag} ({short})"), format!("{short}… {tag} published"))
-            } else {
-                (
-                    Conclusion::Success,
-                    StatusState::Success,
-                    format!("Already published {tag} ({short})"),
-                    format!("{short}… {tag} already published"),
-                )
-            }
-        }
-        Err(f) => {
-            let why = headline(f);
-            (Conclusion::Failure, StatusState::Failure, truncate_chars(&format!("Failed: {why}"), 120), format!("{tag} failed: {why}"))
-        }
-    };
-    Verdict { conclusion, state, title, description: truncate_chars(&description, MAX_STATUS_DESCRIPTION) }
-}
-
-/// The package problem behind a failure, if it is one.
-pub fn package_error(f: &Failure) -> Option<&PackageError> {
-    f.error.chain().find_map(|e| e.downcast_ref::<PackageError>())
-}
-
-/// A package diagnostic's file, relative to the repository root.
-fn repo_file(s: &ActionSettings, d: &Diagnostic) -> String {
-    match (s.package_repo_path.as_str(), d.file.as_str()) {
-        (".", "") => ".".to_owned(),
-        (".", file) => file.to_owned(),
-        (dir, "") => dir.to_owned(),
-        (dir, file) => format!("{dir}/{file}"),
-    }
-}
-
-/// One problem found in the package: an error that stopped the run, or a warning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub error: bool,
-    /// Relative to the repository root.
-    pub file: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-pub fn problems(s: &ActionSettings, outcome: Outcome) -> Vec<Problem> {
-    let from = |error: bool, d: &Diagnostic| Problem { error, file: repo_file(s, d), line: d.line, message: d.message.clone() };
-    match outcome {
-        Ok(o) => o.warnings.iter().map(|d| from(false, d)).collect(),
-        Err(f) => package_error(f).map(|e| vec![from(true, &e.diagnostic())]).unwrap_or_default(),
-    }
-}
-
-impl Problem {
-    pub fn title(&self) -> &'static str {
-        if self.error {
-            "release-capsule: package error"
-        } else {
-            "release-capsule: package warning"
-        }
-    }
-    pub fn log_annotation(&self) -> LogAnnotation {
-        LogAnnotation {
-            level: if self.error { Level::Error } else { Level::Warning },
-            file: Some(self.file.clone()),
-            line: self.line,
-            title: Some(self.title().to_owned()),
-            message: self.message.clone(),
-        }
-    }
-    pub fn check_annotation(&self) -> CheckAnnotation {
-        let line = self.line.unwrap_or(1).max(1);
-        CheckAnnotation {
-            path: self.file.clone(),
-            start_line: line,
-            end_line: line,
-            annotation_level: if self.error { AnnotationLevel::Failure } else { AnnotationLevel::Warning },
-            message: self.message.clone(),
-            title: Some(self.title().to_owned()),
-        }
-    }
-}
-
-/// The step outputs, in action.yml's order.
-pub fn outputs(outcome: Outcome) -> Vec<(&'static str, String)> {
-    match outcome {
-        Ok(o) => {
-            let r = &o.report;
-            vec![
-                ("digest", r.digest.clone()),
-                ("ref", r.reference.clone()),
-                ("tag", r.tag.clone()),
-                ("image-digest", r.image_digest.clone()),
-                ("package-digest", r.package_digest.clone()),
-                ("created", r.created.clone()),
-                ("published", o.published.to_string()),
-            ]
-        }
-        Err(_) => vec![("published", "false".to_owned())],
-    }
-}
+use super::verdict::Outcome;
 
 /// `text` as inline code, with a fence longer than any backtick run inside.
 fn code(text: &str) -> String {
@@ -183,6 +48,21 @@ pub fn markdown(s: &ActionSettings, outcome: Outcome, problems: &[Problem]) -> S
     let tag = c.sha.tag();
     let mut md = String::new();
     match outcome {
+        Ok(o) if o.image_missing => {
+            let r = &o.report;
+            md.push_str(&format!("### Release capsule {}: package validated, no capsule\n\n", code(&tag)));
+            md.push_str(&format!("{}\n\n", cell(&o.message)));
+            md.push_str("| | |\n| --- | --- |\n");
+            md.push_str(&format!("| Image | {} (not in the registry) |\n", code(&c.image.with_tag(&tag))));
+            md.push_str(&format!(
+                "| Package | {}, {} files, {}, {} |\n",
+                r.package_kind,
+                r.file_count,
+                human_size(r.package_size),
+                code(&r.package_digest)
+            ));
+            md.push_str("| Pushed | nothing (pull request, push off) |\n");
+        }
         Ok(o) => {
             let r = &o.report;
             let what = if o.dry_run {
@@ -225,7 +105,8 @@ pub fn markdown(s: &ActionSettings, outcome: Outcome, problems: &[Problem]) -> S
             md.push_str(&kargo_hint(&r.image, &r.capsule_repository));
         }
         Err(f) => {
-            md.push_str(&format!("### Release capsule {} failed\n\n", code(&tag)));
+            let what = if f.kind == FailureKind::Cancelled { "cancelled" } else { "failed" };
+            md.push_str(&format!("### Release capsule {} {what}\n\n", code(&tag)));
             md.push_str(&block("text", &format!("{:#}", f.error)));
             md.push_str("\n| | |\n| --- | --- |\n");
             md.push_str(&format!("| Capsule | {} |\n", code(&c.capsule.with_tag(&tag))));
@@ -257,107 +138,9 @@ pub fn input_error_markdown(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::settings::resolve;
-    use crate::report::CapsuleReport;
-
-    const SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
-
-    fn settings() -> ActionSettings {
-        let env = |k: &str| {
-            Some(
-                match k {
-                    "GITHUB_EVENT_NAME" => "push",
-                    "GITHUB_SHA" => SHA,
-                    "GITHUB_REPOSITORY" => "acme/app",
-                    "GITHUB_WORKSPACE" => "/w",
-                    "INPUT_IMAGE" => "ghcr.io/acme/app",
-                    "INPUT_PACKAGE-PATH" => "deploy/chart",
-                    _ => return None,
-                }
-                .to_owned(),
-            )
-        };
-        resolve(&env, None).unwrap()
-    }
-
-    fn outcome(published: bool, dry_run: bool) -> PublishOutcome {
-        let digest = format!("sha256:{}", "1a2b3c4d5e6f".repeat(6).get(..64).unwrap());
-        PublishOutcome {
-            report: CapsuleReport {
-                digest: digest.clone(),
-                reference: format!("ghcr.io/acme/app-release-capsule@{digest}"),
-                tag: format!("git-{SHA}"),
-                capsule_repository: "ghcr.io/acme/app-release-capsule".into(),
-                image: "ghcr.io/acme/app".into(),
-                image_digest: format!("sha256:{}", "a".repeat(64)),
-                package_kind: "helm".into(),
-                package_digest: format!("sha256:{}", "b".repeat(64)),
-                package_name: Some("hello".into()),
-                package_version: Some("0.1.0".into()),
-                file_count: 12,
-                package_size: 4096,
-                layer_digest: format!("sha256:{}", "c".repeat(64)),
-                layer_size: 2000,
-                created: "2026-11-20T10:11:12Z".into(),
-            },
-            published,
-            image_pushed: false,
-            dry_run,
-            warnings: vec![Diagnostic { file: "Chart.yaml".into(), line: None, message: "Chart.yaml has no appVersion".into() }],
-            message: String::new(),
-            http_requests: 0,
-        }
-    }
-
-    #[test]
-    fn verdicts_and_descriptions() {
-        let s = settings();
-        let v = verdict(&s, Ok(&outcome(true, false)));
-        assert_eq!((v.conclusion, v.state), (Conclusion::Success, StatusState::Success));
-        assert_eq!(v.description, "sha256:1a2b3c4d5e6f… git-ec26c3e published");
-        let v = verdict(&s, Ok(&outcome(false, false)));
-        assert_eq!(v.description, "sha256:1a2b3c4d5e6f… git-ec26c3e already published");
-        let v = verdict(&s, Ok(&outcome(false, true)));
-        assert_eq!(v.conclusion, Conclusion::Neutral);
-        let long = Failure::input(anyhow::anyhow!("{}", "x".repeat(500)));
-        let v = verdict(&s, Err(&long));
-        assert_eq!((v.conclusion, v.state), (Conclusion::Failure, StatusState::Failure));
-        assert_eq!(v.description.chars().count(), 140);
-        assert!(v.description.starts_with("git-ec26c3e failed: xxx") && v.description.ends_with('…'));
-        for v in [verdict(&s, Ok(&outcome(true, false))), verdict(&s, Ok(&outcome(false, true))), verdict(&s, Err(&long))] {
-            assert!(v.description.chars().count() <= MAX_STATUS_DESCRIPTION, "{}", v.description);
-        }
-    }
-
-    #[test]
-    fn annotations_point_into_the_repository() {
-        let s = settings();
-        let p = problems(&s, Ok(&outcome(true, false)));
-        assert_eq!(p.len(), 1);
-        assert_eq!(p[0].file, "deploy/chart/Chart.yaml");
-        assert_eq!(
-            p[0].log_annotation().to_command(),
-            "::warning file=deploy/chart/Chart.yaml,title=release-capsule%3A package warning::Chart.yaml has no appVersion"
-        );
-        let failure = Failure::input(PackageError::ChartYaml { rel: "Chart.yaml".into(), line: Some(4), message: "bad version".into() });
-        let p = problems(&s, Err(&failure));
-        assert_eq!(
-            p,
-            vec![Problem {
-                error: true,
-                file: "deploy/chart/Chart.yaml".into(),
-                line: Some(4),
-                message: "Chart.yaml:4: bad version".into()
-            }]
-        );
-        let a = p[0].check_annotation();
-        assert_eq!((a.start_line, a.end_line, a.annotation_level), (4, 4, AnnotationLevel::Failure));
-        // Errors reached through context still point at their file.
-        let wrapped = Failure::input(anyhow::Error::new(PackageError::NoChartYaml).context("scanning deploy/chart"));
-        assert_eq!(problems(&s, Err(&wrapped))[0].file, "deploy/chart/Chart.yaml");
-        let root = Failure::input(PackageError::TotalTooLarge { size: 1 });
-        assert_eq!(problems(&s, Err(&root))[0].file, "deploy/chart");
-    }
+    use crate::action::problems::problems;
+    use crate::action::verdict::tests::{outcome, settings};
+    use crate::failure::Failure;
 
     #[test]
     fn summary_holds_refs_package_and_kargo_hint() {
@@ -383,14 +166,18 @@ mod tests {
     }
 
     #[test]
-    fn outputs_for_success_and_failure() {
-        let o = outcome(true, false);
-        let out = outputs(Ok(&o));
-        let names: Vec<&str> = out.iter().map(|(n, _)| *n).collect();
-        assert_eq!(names, ["digest", "ref", "tag", "image-digest", "package-digest", "created", "published"]);
-        assert_eq!(out[6].1, "true");
-        let f = Failure::input(anyhow::anyhow!("x"));
-        assert_eq!(outputs(Err(&f)), vec![("published", "false".to_owned())]);
+    fn a_missing_image_and_a_cancellation_say_so() {
+        let s = settings();
+        let mut o = outcome(false, true);
+        o.image_missing = true;
+        o.message = "image ghcr.io/acme/app:git-x is not in the registry".into();
+        let md = markdown(&s, Ok(&o), &[]);
+        assert!(md.contains("package validated, no capsule"), "{md}");
+        assert!(md.contains("not in the registry"), "{md}");
+        assert!(!md.contains("| Capsule |"), "{md}");
+        let f = Failure::cancelled(anyhow::anyhow!("cancelled by SIGTERM before uploading the capsule's blobs"));
+        let md = markdown(&s, Err(&f), &[]);
+        assert!(md.starts_with("### Release capsule `git-ec26c3e57ca3a959ca5aad62de7213c562f8c821` cancelled"), "{md}");
     }
 
     #[test]

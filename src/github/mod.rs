@@ -42,6 +42,7 @@ pub enum Conclusion {
     Success,
     Neutral,
     Failure,
+    Cancelled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

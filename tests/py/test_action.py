@@ -7,80 +7,26 @@ the real docker-registry from the harness."""
 
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import re
-import tarfile
 from pathlib import Path
 
 import pytest
 
-from harness.registry import OCI_MANIFEST, sha256_digest
+from action_support import (
+    IMAGE_CREATED, assert_requests_valid, input_var, one_check_run, parse_github_output, seed_image,
+)
+from action_support import assert_no_secret as _assert_no_secret
 
 TOKEN = "ghs_Sup3rS3cretT0kenValue000111222"
 MERGE_SHA = "9f2c1e0d8b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d"
 OLD_SHA = "0123456789abcdef0123456789abcdef01234567"
-IMAGE_CREATED = "2026-11-20T10:11:12Z"
 
 INPUTS = (
     "image", "capsule-repository", "package-path", "package-kind", "sha", "image-layout", "sbom",
     "provenance", "registry-username", "registry-password", "github-token", "push", "on-conflict",
     "check-name", "status-context", "report",
 )
-
-
-# -- the runner's side ----------------------------------------------------------
-
-def input_var(name: str) -> str:
-    """What the runner names an input's variable (ActionRunner: upper-case, ' ' -> '_')."""
-    return "INPUT_" + name.replace(" ", "_").upper()
-
-
-def _read_line(text: str, i: int):
-    """The runner's ReadLine: (line, next index, newline) or (None, i, None) at the end."""
-    if i >= len(text):
-        return None, i, None
-    j = text.find("\n", i)
-    if j < 0:
-        return text[i:], len(text), None
-    if j > i and text[j - 1] == "\r":
-        return text[i:j - 1], j + 1, "\r\n"
-    return text[i:j], j + 1, "\n"
-
-
-def parse_github_output(text: str) -> dict[str, str]:
-    """GITHUB_OUTPUT as the runner reads it (FileCommandManager's key-value
-    enumeration): `name=value`, or `name<<DELIM` ... a line equal to DELIM.
-    Raises on anything the runner would reject."""
-    out: dict[str, str] = {}
-    line, i, _ = _read_line(text, 0)
-    while line is not None:
-        if line:
-            eq, hd = line.find("="), line.find("<<")
-            if eq >= 0 and (hd < 0 or eq < hd):
-                key, value = line.split("=", 1)
-                if not key:
-                    raise ValueError(f"Invalid format {line!r}. Name must not be empty")
-            elif hd >= 0 and (eq < 0 or hd < eq):
-                key, delimiter = line.split("<<", 1)
-                if not key or not delimiter:
-                    raise ValueError(f"Invalid format {line!r}. Name and delimiter must not be empty")
-                start = end = i
-                temp, i, newline = _read_line(text, i)
-                while temp != delimiter:
-                    if temp is None:
-                        raise ValueError(f"Invalid value. Matching delimiter not found {delimiter!r}")
-                    if newline is None:
-                        raise ValueError("Invalid value. EOF marker missing new line.")
-                    end = i - len(newline)
-                    temp, i, newline = _read_line(text, i)
-                value = text[start:end] if end > start else ""
-            else:
-                raise ValueError(f"Invalid format {line!r}")
-            out[key] = value
-        line, i, _ = _read_line(text, i)
-    return out
 
 
 def test_output_parser_follows_the_runner():
@@ -92,34 +38,6 @@ def test_output_parser_follows_the_runner():
 
 
 # -- fixtures -----------------------------------------------------------------------
-
-def seed_image(registry, repo: str, sha: str, created: str | None = IMAGE_CREATED) -> str:
-    """Pushes a small real image as <repo>:git-<sha>; its manifest digest.
-    ``created=None``: a reproducible build's image, dated the Unix epoch."""
-    layer_buf = io.BytesIO()
-    with tarfile.open(fileobj=layer_buf, mode="w") as tar:
-        data = f"app built from {sha}\n".encode()
-        info = tarfile.TarInfo("app/version.txt")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    layer = gzip.compress(layer_buf.getvalue(), mtime=0)
-    diff_id = sha256_digest(layer_buf.getvalue())
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux", "created": created or "1970-01-01T00:00:00Z",
-        "config": {"Labels": {"org.opencontainers.image.revision": sha}},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": sha256_digest(config), "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": sha256_digest(layer), "size": len(layer)}],
-        **({"annotations": {"org.opencontainers.image.created": created}} if created else {}),
-    }, separators=(",", ":")).encode()
-    return registry.client().push_artifact(repo, f"git-{sha}", manifest, [config, layer])
-
 
 @pytest.fixture
 def workspace(tmp_path: Path, helm_chart_factory) -> Path:
@@ -221,35 +139,9 @@ class Step:
         return Result(proc, self)
 
 
-def assert_no_secret(result: Result, *secrets: str) -> None:
-    """A secret may reach stdout only inside the ::add-mask:: commands that
-    come before every other line (the runner does not log those lines)."""
-    lines = result.stdout.splitlines()
-    masks = 0
-    while masks < len(lines) and lines[masks].startswith("::add-mask::"):
-        masks += 1
-    for secret in secrets:
-        assert f"::add-mask::{secret}" in lines[:masks], f"{secret!r} is not masked first"
-        for where, text in (("stdout", "\n".join(lines[masks:])), ("stderr", result.stderr),
-                            ("GITHUB_OUTPUT", result.output_text), ("GITHUB_STEP_SUMMARY", result.summary)):
-            assert secret not in text, f"secret in {where}"
-
-
-def one_check_run(github) -> dict:
-    runs = github.check_runs()
-    assert len(runs) == 1, runs
-    creates = [c for c in github.calls if c.operation == "checks/create" and c.status == 201]
-    assert len(creates) == 1
-    return runs[0]
-
-
-def assert_requests_valid(github) -> None:
-    github.assert_clean()
-    for call in github.calls:
-        body = call.body or {}
-        assert len((body.get("output") or {}).get("annotations") or []) <= 50, call
-        if call.operation == "repos/create-commit-status":
-            assert len(body.get("description") or "") <= 140, body
+def assert_no_secret(result: "Result", *secrets: str) -> None:
+    _assert_no_secret(result.stdout, {"stderr": result.stderr, "GITHUB_OUTPUT": result.output_text,
+                                      "GITHUB_STEP_SUMMARY": result.summary}, *secrets)
 
 
 # -- tests ----------------------------------------------------------------------------
@@ -315,6 +207,35 @@ def test_pull_request_validates_the_head_commit_and_pushes_nothing(step):
     assert step.registry.client().tags(step.capsule.split("/", 1)[1]) == [], "a dry run pushes nothing"
     assert "validated (dry run, nothing pushed)" in r.summary
     assert_requests_valid(step.github)
+
+
+def test_pull_request_without_its_image_validates_the_package_and_is_neutral(step, workspace):
+    """Many PR workflows build the image without pushing it: the package is
+    still checked and annotated, the check is neutral, and the step passes."""
+    step.event("pull_request")
+    chart = workspace / "charts/demo/Chart.yaml"
+    chart.write_text("\n".join(l for l in chart.read_text().splitlines() if not l.startswith("appVersion")) + "\n")
+    r = step.run()
+    assert r.returncode == 0, r
+    run = one_check_run(step.github)
+    assert run["conclusion"] == "neutral", run
+    assert "without its image" in run["output"]["title"]
+    assert [a["path"] for a in run["annotations"]] == ["charts/demo/Chart.yaml"]
+    assert [a["annotation_level"] for a in run["annotations"]] == ["warning"]
+    assert [s["state"] for s in step.github.statuses()] == ["pending", "success"]
+    head = json.loads((step.events / "pull_request.json").read_text())["pull_request"]["head"]["sha"]
+    assert r.outputs["published"] == "false" and r.outputs["tag"] == f"git-{head}"
+    assert r.outputs["package-digest"].startswith("sha256:") and "digest" not in r.outputs
+    assert "no capsule digest can be computed" in r.summary, r.summary
+    assert step.registry.client().tags(step.capsule.split("/", 1)[1]) == []
+    assert_requests_valid(step.github)
+    # The same pull request with push on: the missing image is an error again.
+    step.github.calls.clear()
+    step.event("pull_request")
+    step.inputs(push="true")
+    r = step.run()
+    assert r.returncode == 2, r
+    assert "is not in the registry" in r.stdout
 
 
 def test_fork_pull_request_with_a_read_only_token_still_succeeds(step):

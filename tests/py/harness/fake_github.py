@@ -22,6 +22,9 @@ Scriptable failures (attributes, change them at any time):
 - ``secondary_rate_limit_first_n = N``: the next N writes get 403 "You have
   exceeded a secondary rate limit" with ``Retry-After: 1``.
 - ``fail_next(status, ...)``: queue arbitrary answers (e.g. 502) for writes.
+- ``hold = fn(call) -> seconds``: wait that long before answering (and
+  applying) a request, as a slow GitHub would; ``call.body`` is not parsed yet,
+  ``call.raw_body`` is.
 
 Refused writes are recorded in ``calls`` but create nothing.
 """
@@ -38,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator, FormatChecker
@@ -105,6 +108,7 @@ class Call:
     operation: str | None  # "checks/create", ... or None for unknown routes
     status: int = 0  # what the fake answered
     time: float = field(default_factory=time.time)
+    held: bool = False  # answered only after ``FakeGitHub.hold`` said to wait
 
     @property
     def authorization(self) -> str | None:
@@ -135,6 +139,12 @@ class _GitHubHandler(QuietHandler):
         call = Call(self.command, split.path, split.query, headers, None, raw, None)
         with fake._lock:
             fake.calls.append(call)
+        hold = fake.hold(call) if fake.hold is not None else 0
+        if hold:
+            # A slow GitHub: the request has arrived but is not answered (or
+            # applied) yet. A client that gives up meanwhile sees nothing.
+            call.held = True
+            time.sleep(hold)
         try:
             status, body, extra_headers = fake._dispatch(self.command, split.path, headers, raw, call)
         except Exception as e:  # a harness bug must show up, not hang the client
@@ -194,6 +204,7 @@ class FakeGitHub(BackgroundServer):
         self.rate_limit_first_n = rate_limit_first_n
         self.secondary_rate_limit_first_n = secondary_rate_limit_first_n
         self.expected_token = expected_token
+        self.hold: Callable[[Call], float] | None = None
         # Real GitHub rejects requests without a User-Agent (403).
         self.require_user_agent = require_user_agent
         self._lock = threading.Lock()

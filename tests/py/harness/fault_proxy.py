@@ -88,6 +88,8 @@ class _ProxyHandler(QuietHandler):
             self.send_bytes(entry.status, body, headers=headers, head=self.command == "HEAD")
             return
 
+        if proxy.delay and (proxy.delay_when is None or proxy.delay_when(self.command, path)):
+            time.sleep(proxy.delay)  # a slow link: the request waits before it is forwarded
         self._forward(proxy, entry)
 
     def _drop(self, *, reset: bool) -> None:
@@ -181,6 +183,8 @@ class FaultProxy(BackgroundServer):
         should_fault: optional ``(method, path) -> bool``; requests for which
             it returns False are always forwarded (e.g. fault only PATCHes).
         max_faults: stop injecting after this many faults (None: no cap).
+        delay: seconds every forwarded request waits first (a slow link);
+            ``delay_when(method, path) -> bool`` limits it to some requests.
 
     All of these are plain attributes and may be changed while running.
     Counters (derived from ``log``, the per-request list of ProxyLogEntry):
@@ -203,6 +207,8 @@ class FaultProxy(BackgroundServer):
         should_fault: Callable[[str, str], bool] | None = None,
         max_faults: int | None = None,
         upstream_timeout: float = 60.0,
+        delay: float = 0.0,
+        delay_when: Callable[[str, str], bool] | None = None,
     ) -> None:
         parsed = urlsplit(upstream if "://" in upstream else f"http://{upstream}")
         if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -217,6 +223,8 @@ class FaultProxy(BackgroundServer):
         self.should_fault = should_fault
         self.max_faults = max_faults
         self.upstream_timeout = upstream_timeout
+        self.delay = delay
+        self.delay_when = delay_when
         self.rng = random.Random(seed)
         self._lock = threading.Lock()
         self.log: list[ProxyLogEntry] = []  # arrival order; counters derive from it
