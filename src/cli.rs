@@ -27,6 +27,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Run as the GitHub Action step (reads INPUT_* and GITHUB_* from the environment).
     Action,
+    /// Serve the trust chain over HTTP for Kargo's `http` step (POST /verify).
+    Serve(ServeArgs),
 }
 
 /// What names the release and its package: shared by `build` and `publish`.
@@ -150,6 +152,36 @@ pub struct PullArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// Repositories the service may contact: `host/path` exactly, or
+    /// `host/path/*` for every repository under it. Repeatable; required.
+    #[arg(long = "allow", value_name = "PATTERN")]
+    pub allow: Vec<String>,
+    /// A Docker config.json with registry logins (a mounted
+    /// kubernetes.io/dockerconfigjson Secret); anonymous without it.
+    #[arg(long, value_name = "PATH")]
+    pub registry_config: Option<PathBuf>,
+    /// Verifications running at once (each may hold a 100 MiB layer on disk).
+    #[arg(long, default_value_t = 4)]
+    pub max_concurrent: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 65_536)]
+    pub max_body_bytes: usize,
+    /// Time one request may take, in seconds (a timeout answers 503).
+    #[arg(long, default_value_t = 60)]
+    pub timeout_seconds: u64,
+    /// Verified capsules remembered by digest (0: no cache).
+    #[arg(long, default_value_t = 1024)]
+    pub cache_entries: usize,
+    /// After SIGTERM, how long requests in flight may still take, in seconds.
+    #[arg(long, default_value_t = 25)]
+    pub shutdown_grace_seconds: u64,
 }
 
 #[cfg(test)]

@@ -11,6 +11,12 @@ pub fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Now, RFC 3339 UTC to the second: for per-run facts (check-run times, log
+/// lines), never for anything a capsule holds.
+pub fn now_rfc3339() -> String {
+    Created::from_unix(now_unix(), "the system clock").map(|c| c.to_string()).unwrap_or_default()
+}
+
 /// `Retry-After` as a wait: delay-seconds, or an HTTP-date (IMF-fixdate, the
 /// form RFC 9110 requires senders to use) compared with `now_unix`. A date in
 /// the past means "now".

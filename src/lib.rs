@@ -17,5 +17,6 @@ pub mod layout;
 pub mod registry;
 pub mod report;
 pub mod scratch;
+pub mod serve;
 pub mod settings;
 pub mod trust;

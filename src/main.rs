@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(args, &process_env),
         Command::Pull(args) => commands::pull::run(args, &process_env),
         Command::Action => release_capsule::action::run(&process_env),
+        Command::Serve(args) => release_capsule::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

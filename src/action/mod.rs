@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use crate::cancel::Cancel;
 use crate::commands::publish::{publish, CommitDateSource, PublishOutcome};
-use crate::core::timestamp::Created;
 use crate::failure::{Classify, Failure, FailureKind};
 use crate::github::client::{GitHubCommitDates, Notify, OctocrabGitHub};
 use crate::github::{CheckAnnotation, ChecksApi};
@@ -29,12 +28,6 @@ use self::reporting::Reporter;
 use self::settings::ActionSettings;
 use self::verdict::Verdict;
 use self::workflow_commands::Log;
-
-/// Now, RFC 3339 UTC: for the check run's start and end (per-run facts never
-/// go into the capsule).
-fn clock() -> String {
-    Created::from_unix(crate::clock::now_unix(), "the system clock").map(|c| c.to_string()).unwrap_or_default()
-}
 
 fn append_summary(log: &mut Log<Stdout>, file: Option<&PathBuf>, markdown: &str) -> Result<(), Failure> {
     let Some(path) = file else {
@@ -119,7 +112,7 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
     // a moment to finish: abandoning it could leave a run GitHub made, whose
     // id we never learnt, in progress forever.
     {
-        let started = clock();
+        let started = crate::clock::now_rfc3339();
         let start = reporter.start(&started);
         tokio::pin!(start);
         tokio::select! {
@@ -166,7 +159,7 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
     } else {
         let verdict = verdict::verdict(s, outcome);
         let finished = cancel.guard("reporting", async {
-            reporter.finish(&verdict, &markdown, &annotations, &clock()).await;
+            reporter.finish(&verdict, &markdown, &annotations, &crate::clock::now_rfc3339()).await;
             Ok(())
         });
         if let Err(stopped) = finished.await {
@@ -210,7 +203,7 @@ fn outcome_word(o: &PublishOutcome) -> &'static str {
 /// Concludes the check run and sets the status, giving up on whatever is
 /// left after [`REPORT_AFTER_CANCEL`].
 async fn finish_within_deadline(reporter: &mut Reporter<'_>, verdict: &Verdict, markdown: &str, annotations: &[CheckAnnotation]) {
-    let now = clock();
+    let now = crate::clock::now_rfc3339();
     if tokio::time::timeout(REPORT_AFTER_CANCEL, reporter.finish(verdict, markdown, annotations, &now)).await.is_err() {
         eprintln!("warning: GitHub did not answer in time; the check run may not show the cancellation");
     }

@@ -150,10 +150,26 @@ pub fn check_release(
     let doc = read_release(checks, files, read);
     if let Some(doc) = &doc {
         check_fields(checks, expect, doc);
+    }
+    check_contents(checks, doc.as_ref(), annotations, files, read);
+    doc
+}
+
+/// The part of step 4 that depends on the capsule alone, not on what the
+/// caller expects: the package digest, the annotations, the archive's entries
+/// and the metadata files. The verifier service caches it by capsule digest.
+pub fn check_contents(
+    checks: &mut Checks,
+    doc: Option<&ReleaseDoc>,
+    annotations: &BTreeMap<String, String>,
+    files: &[UnpackedFile],
+    read: &dyn Fn(&str) -> Option<Vec<u8>>,
+) {
+    if let Some(doc) = doc {
         check_package(checks, doc, files);
         check_annotations(checks, doc, annotations);
     }
-    check_entries(checks, doc.as_ref(), files);
+    check_entries(checks, doc, files);
     for path in [SBOM_PATH, PROVENANCE_PATH] {
         match read_listed(files, read, path) {
             None => checks.that(path, false, "a JSON file", "missing"),
@@ -163,7 +179,6 @@ pub fn check_release(
             },
         };
     }
-    doc
 }
 
 /// The bytes of `path`, read only when unpack listed it as a file.
@@ -171,7 +186,8 @@ fn read_listed(files: &[UnpackedFile], read: &dyn Fn(&str) -> Option<Vec<u8>>, p
     files.iter().any(|f| f.path == path).then(|| read(path)).flatten()
 }
 
-fn read_release(checks: &mut Checks, files: &[UnpackedFile], read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<ReleaseDoc> {
+/// release.yaml, parsed, with every scalar a string.
+pub fn read_release(checks: &mut Checks, files: &[UnpackedFile], read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<ReleaseDoc> {
     let expected = "release.yaml as spec section 3 describes";
     let Some(bytes) = read_listed(files, read, RELEASE_FILE) else {
         checks.that(RELEASE_FILE, false, expected, "missing");
@@ -216,7 +232,8 @@ fn check_scalars_are_strings(checks: &mut Checks, value: &serde_yaml::Value, pat
     checks.that(path, false, "a double-quoted string", kind);
 }
 
-fn check_fields(checks: &mut Checks, expect: &Expectations, doc: &ReleaseDoc) {
+/// release.yaml against what the caller expects (the image, the tags, the digests).
+pub fn check_fields(checks: &mut Checks, expect: &Expectations, doc: &ReleaseDoc) {
     let tag = expect.image_tag.as_str();
     let sha = tag.strip_prefix("git-").unwrap_or(tag);
     checks.equal("schemaVersion", SCHEMA_VERSION, doc.schema_version.as_deref());

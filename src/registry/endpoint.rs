@@ -54,6 +54,29 @@ pub fn same_origin(url: &str, origin: &str) -> bool {
     url.strip_prefix(origin).is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
 }
 
+/// Whether `url` (a token realm) is on the host of `registry` (`host[:port]`):
+/// same host name and port, the scheme's default port made explicit.
+pub fn same_host(url: &str, registry: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("").rsplit('@').next().unwrap_or("");
+    let url_default = if scheme.eq_ignore_ascii_case("https") { "443" } else { "80" };
+    let registry_default = if scheme_for(registry) == "https" { "443" } else { "80" };
+    host_and_port(authority, url_default) == host_and_port(registry, registry_default)
+}
+
+/// `host[:port]` (IPv6 in brackets) as `host:port`, lowercase.
+fn host_and_port(authority: &str, default_port: &str) -> String {
+    let a = authority.to_ascii_lowercase();
+    let (host, port) = match a.strip_prefix('[').and_then(|r| r.split_once(']')) {
+        Some((h, after)) => (format!("[{h}]"), after.strip_prefix(':').unwrap_or("").to_owned()),
+        None => match a.rsplit_once(':') {
+            Some((h, p)) => (h.to_owned(), p.to_owned()),
+            None => (a.clone(), String::new()),
+        },
+    };
+    format!("{host}:{}", if port.is_empty() { default_port } else { &port })
+}
+
 /// Appends `key=value` to a URL that may already have a query (upload
 /// locations carry state in theirs).
 pub fn with_query(url: &str, key: &str, value: &str) -> String {
@@ -90,6 +113,18 @@ mod tests {
         }
         assert_eq!(origin("127.0.0.1:5000"), "http://127.0.0.1:5000");
         assert_eq!(origin("ghcr.io"), "https://ghcr.io");
+    }
+
+    #[test]
+    fn token_services_on_the_registry_host_only() {
+        assert!(same_host("https://ghcr.io/token", "ghcr.io"));
+        assert!(same_host("https://GHCR.io:443/token?x=1", "ghcr.io"));
+        assert!(same_host("http://127.0.0.1:5000/token", "127.0.0.1:5000"));
+        assert!(!same_host("http://127.0.0.1:5001/token", "127.0.0.1:5000"), "another port is another service");
+        assert!(!same_host("https://auth.docker.io/token", "registry-1.docker.io"));
+        assert!(!same_host("https://ghcr.io.evil.example/token", "ghcr.io"));
+        assert!(!same_host("https://ghcr.io@evil.example/token", "ghcr.io"), "userinfo does not make a host");
+        assert!(!same_host("ghcr.io/token", "ghcr.io"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::core::ident::{Digest, Repository};
 
 pub mod auth;
+pub mod credentials;
 pub mod endpoint;
 #[cfg(test)]
 pub mod memory;

@@ -27,6 +27,15 @@ impl Backoff {
         retry_after_cap: Duration::from_secs(60),
     };
 
+    /// For the verifier service: a request is answered 503 soon rather than
+    /// held while the registry recovers; Kargo's `http` step retries it.
+    pub const SERVICE: Backoff = Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_millis(800),
+        max_attempts: 3,
+        retry_after_cap: Duration::from_secs(2),
+    };
+
     /// Whether another try is allowed after `attempt` (0-based) failed.
     pub fn allows_retry_after(&self, attempt: u32) -> bool {
         attempt + 1 < self.max_attempts

@@ -72,8 +72,20 @@ impl Transport {
             if rustls::crypto::CryptoProvider::get_default().is_none() {
                 let _ = rustls::crypto::ring::default_provider().install_default();
             }
+            // Registries redirect blob downloads to storage hosts; reqwest drops
+            // the Authorization header on any redirect to another host, port or
+            // scheme, and a redirect off https is refused outright.
             builder()
-                .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    if attempt.url().scheme() != "https" {
+                        let to = attempt.url().to_string();
+                        attempt.error(format!("an https registry redirected to {to}; only https:// redirects are followed"))
+                    } else if attempt.previous().len() >= MAX_REDIRECTS {
+                        attempt.error("too many redirects")
+                    } else {
+                        attempt.follow()
+                    }
+                }))
                 .build()
                 .map_err(|e| format!("{:#}", anyhow::Error::new(e)))
         });

@@ -24,6 +24,7 @@ from harness.evil_registry import EvilRegistry, gzip_bomb_layer
 from harness.fake_github import FakeGitHub
 from harness.fault_proxy import FaultProxy
 from harness.registry import Registry
+from verify_support import TAG as RELEASE_TAG, World
 
 # A test that hangs (a client retrying forever, a server that never answers)
 # fails after this many seconds, when pytest-timeout is installed.
@@ -146,6 +147,14 @@ def fake_github(shared_dir: Path) -> Iterator[FakeGitHub]:
 def gzip_bomb() -> bytes:
     """A capsule layer with a 1 GiB file of zeros (about 1 MiB gzipped), built once."""
     return gzip_bomb_layer()
+
+
+@pytest.fixture
+def world(registry, repo_name, skopeo, run_cli, repo_root, tmp_path) -> World:
+    image = f"{registry.host}/{repo_name}"
+    w = World(registry, skopeo, run_cli, repo_root / "examples/charts/hello", tmp_path, image, f"{image}-release-capsule", "")
+    w.image_digest = w.push_image_tag(RELEASE_TAG)
+    return w
 
 
 # -- inputs ------------------------------------------------------------------

@@ -3,7 +3,6 @@ Helm (helm-python-sdk), coreutils and the official SPDX 2.3 JSON schema."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import shutil

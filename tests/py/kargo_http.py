@@ -1,0 +1,122 @@
+"""Kargo's `http` promotion step, as code-dot-org's Kustomize stage uses it
+(../shared/consumers/capsule-kustomize/stage-staging.yaml), read from that file:
+the request body its template makes, and its successExpression,
+failureExpression and outputs evaluated on the answer.
+
+How Kargo makes the body (akuity/kargo pkg/expressions/json_templates.go): the
+`body` string is a template; `${{ quote({...}) }}` evaluates the map literal,
+`quote` of a map is `"` + Go's json.Marshal of it + `"` (keys sorted, compact,
+<, > and & escaped as \\u003c, \\u003e, \\u0026); the template's trailing newline
+(the YAML block scalar) is set aside, the enclosing quotes are stripped because
+the result is quoted, and the newline is put back. So the stage sends Go's
+compact JSON of the map followed by "\\n".
+
+Only what this one stage's template uses is evaluated: string keys, and values
+that are `imageFrom(vars.X).Field`, `vars.X` or `outputs['step'].field`. A
+template that uses anything else fails here loudly, which is the point: the
+stage file is the compatibility contract.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGE = Path(__file__).resolve().parents[3] / "shared" / "consumers" / "capsule-kustomize" / "stage-staging.yaml"
+
+_VALUE = re.compile(
+    r"""imageFrom\(vars\.(?P<image_var>\w+)\)\.(?P<image_field>\w+)"""
+    r"""|outputs\['(?P<step>[\w-]+)'\]\.(?P<output>\w+)"""
+    r"""|vars\.(?P<var>\w+)"""
+)
+
+
+@dataclass
+class HttpStep:
+    """The `http` step of the stage, with the stage's vars."""
+
+    config: dict
+    vars: dict[str, str]
+
+    @classmethod
+    def load(cls, stage: Path = STAGE, alias: str = "verify-release") -> "HttpStep":
+        doc = yaml.safe_load(stage.read_text())
+        spec = doc["spec"]["promotionTemplate"]["spec"]
+        variables = {v["name"]: v["value"] for v in spec.get("vars", [])}
+        step = next(s for s in spec["steps"] if s.get("uses") == "http" and s.get("as") == alias)
+        return cls(step["config"], variables)
+
+    def body(self, images: dict[str, dict[str, str]], outputs: dict[str, dict[str, str]]) -> bytes:
+        """The bytes Kargo sends. ``images`` is what imageFrom(repo) returns, by
+        repo (RepoURL, Tag, Digest); ``outputs`` the earlier steps' outputs."""
+        template: str = self.config["body"]
+        m = re.fullmatch(r"\s*\$\{\{\s*quote\((?P<literal>.*)\)\s*\}\}(?P<tail>\s*)", template, re.S)
+        assert m, f"the stage's body is no longer ${{{{ quote({{...}}) }}}}: {template!r}"
+
+        def value(v: re.Match) -> str:
+            if v.group("image_var"):
+                repo = self.vars[v.group("image_var")]
+                return json.dumps(images[repo][v.group("image_field")])
+            if v.group("step"):
+                return json.dumps(outputs[v.group("step")][v.group("output")])
+            return json.dumps(self.vars[v.group("var")])
+
+        as_json = _VALUE.sub(value, m.group("literal"))
+        data = json.loads(as_json)  # fails if the template holds anything else
+        text = go_json(data)
+        # The template's trailing newline is put back after the quotes are stripped.
+        return (text + ("\n" if m.group("tail").endswith("\n") else "")).encode()
+
+    def judge(self, status: int, body: Any) -> tuple[bool, bool, dict[str, Any]]:
+        """(success, failure, outputs) as the step computes them from a response."""
+        env = {"response": _Obj({"status": status, "body": body, "headers": {}})}
+        success = bool(_evaluate(self.config["successExpression"], env))
+        failure = bool(_evaluate(self.config["failureExpression"], env))
+        outputs = {o["name"]: _unwrap(_evaluate(o["fromExpression"], env)) for o in self.config.get("outputs", [])}
+        return success, failure, outputs
+
+
+def go_json(value: Any) -> str:
+    """encoding/json.Marshal of maps, strings and lists: sorted keys, compact,
+    HTML-safe escapes."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class _Obj:
+    """expr-lang member access on decoded JSON: a missing member is nil."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __getattr__(self, name: str) -> "_Obj":
+        v = self.value.get(name) if isinstance(self.value, dict) else None
+        return _Obj(v)
+
+    def __eq__(self, other: object) -> bool:
+        return _unwrap(self) == _unwrap(other)
+
+    def __ge__(self, other): return _unwrap(self) is not None and _unwrap(self) >= _unwrap(other)
+    def __gt__(self, other): return _unwrap(self) is not None and _unwrap(self) > _unwrap(other)
+    def __le__(self, other): return _unwrap(self) is not None and _unwrap(self) <= _unwrap(other)
+    def __lt__(self, other): return _unwrap(self) is not None and _unwrap(self) < _unwrap(other)
+    __hash__ = None
+
+
+def _unwrap(v: Any) -> Any:
+    return v.value if isinstance(v, _Obj) else v
+
+
+def _evaluate(expression: str, env: dict) -> Any:
+    """The operators these expressions use: ==, !=, >=, <=, >, <, &&, ||, !, true, false, nil."""
+    allowed = re.compile(r"""^[\w\s.=!<>&|()'"0-9-]*$""")
+    assert allowed.match(expression), f"unsupported expression {expression!r}"
+    py = (expression.replace("&&", " and ").replace("||", " or ")
+          .replace("true", "True").replace("false", "False").replace("nil", "None"))
+    py = re.sub(r"!(?!=)", " not ", py)
+    return _unwrap(eval(py, {"__builtins__": {}}, env))  # noqa: S307 (fixed grammar, checked above)
