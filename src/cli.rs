@@ -70,6 +70,10 @@ pub struct CapsuleArgs {
     /// Print one JSON object on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Leave out layer 1, the Helm chart as `helm package` lays it out (what
+    /// Flux's HelmRelease loads); a Helm capsule has it by default.
+    #[arg(long)]
+    pub no_helm_layer: bool,
 }
 
 #[derive(Debug, Args)]

@@ -160,26 +160,45 @@ impl Drop for Staged {
 
 /// Builds the capsule into a staged OCI image layout for `out`, tagged
 /// `git-<sha>`; [`Staged::commit`] with [`Replaceable::Layout`] puts it in place.
-pub fn stage_capsule_layout(out: &Path, r: &Release, package: &Package, docs: &Documents) -> Result<(Staged, Built), LayoutError> {
+/// `chart_layer`: also write layer 1 (the Helm chart), for a Helm package.
+pub fn stage_capsule_layout(
+    out: &Path,
+    r: &Release,
+    package: &Package,
+    docs: &Documents,
+    chart_layer: bool,
+) -> Result<(Staged, Built), LayoutError> {
     check_output(out, Replaceable::Layout)?;
     let staged = Staged::new(out)?;
-    let built = write_into(&staged.dir, r, package, docs)?;
+    let built = write_into(&staged.dir, r, package, docs, chart_layer)?;
     Ok((staged, built))
 }
 
-fn write_into(dir: &Path, r: &Release, package: &Package, docs: &Documents) -> Result<Built, LayoutError> {
-    let blobs = dir.join("blobs").join("sha256");
-    fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
-    let partial = blobs.join(".layer.partial");
-    let file = fs::File::create(&partial).map_err(io_at(&partial))?;
-    let (built, writer) = capsule::write(r, package, docs, BufWriter::with_capacity(256 * 1024, file))?;
+/// A blob being written under a temporary name, moved to its digest's name once complete.
+fn partial_blob(path: &Path) -> Result<BufWriter<fs::File>, LayoutError> {
+    Ok(BufWriter::with_capacity(256 * 1024, fs::File::create(path).map_err(io_at(path))?))
+}
+
+fn finish_blob(writer: BufWriter<fs::File>, partial: &Path, dir: &Path, digest: &Digest) -> Result<(), LayoutError> {
     writer
         .into_inner()
-        .map_err(|e| LayoutError::Io { path: partial.clone(), source: e.into_error() })?
+        .map_err(|e| LayoutError::Io { path: partial.to_owned(), source: e.into_error() })?
         .sync_all()
-        .map_err(io_at(&partial))?;
-    let layer_path = blob_path(dir, &built.layer.digest);
-    fs::rename(&partial, &layer_path).map_err(io_at(&layer_path))?;
+        .map_err(io_at(partial))?;
+    let path = blob_path(dir, digest);
+    fs::rename(partial, &path).map_err(io_at(&path))
+}
+
+fn write_into(dir: &Path, r: &Release, package: &Package, docs: &Documents, chart_layer: bool) -> Result<Built, LayoutError> {
+    let blobs = dir.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
+    let (partial, chart_partial) = (blobs.join(".layer.partial"), blobs.join(".chart.partial"));
+    let chart_sink = if chart_layer && package.chart.is_some() { Some(partial_blob(&chart_partial)?) } else { None };
+    let (built, writer, chart_writer) = capsule::write(r, package, docs, partial_blob(&partial)?, chart_sink)?;
+    finish_blob(writer, &partial, dir, &built.layer.digest)?;
+    if let (Some(w), Some(info)) = (chart_writer, &built.chart_layer) {
+        finish_blob(w, &chart_partial, dir, &info.digest)?;
+    }
     write_file(&blob_path(dir, &Digest::of(EMPTY_CONFIG)), EMPTY_CONFIG)?;
     write_file(&blob_path(dir, &built.digest), &built.manifest_bytes)?;
     let index = Index {

@@ -25,6 +25,11 @@ pub struct CapsuleReport {
     pub package_size: u64,
     pub layer_digest: String,
     pub layer_size: u64,
+    /// Layer 1, the Helm chart, when the capsule has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart_layer_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart_layer_size: Option<u64>,
     pub created: String,
 }
 
@@ -45,6 +50,8 @@ impl CapsuleReport {
             package_size: package.total_size,
             layer_digest: built.layer.digest.to_string(),
             layer_size: built.layer.size,
+            chart_layer_digest: built.chart_layer.as_ref().map(|l| l.digest.to_string()),
+            chart_layer_size: built.chart_layer.as_ref().map(|l| l.size),
             created: r.created.to_string(),
         }
     }
@@ -55,14 +62,18 @@ impl CapsuleReport {
             (Some(n), Some(v)) => format!("{} chart {n} {v}", self.package_kind),
             _ => self.package_kind.clone(),
         };
-        vec![
+        let mut lines = vec![
             format!("capsule  {}:{}", self.capsule_repository, self.tag),
             format!("digest   {}", self.digest),
             format!("image    {}@{}", self.image, self.image_digest),
             format!("package  {package}, {} files, {}, {}", self.file_count, human_size(self.package_size), self.package_digest),
             format!("layer    {} ({})", self.layer_digest, human_size(self.layer_size)),
-            format!("created  {}", self.created),
-        ]
+        ];
+        if let (Some(d), Some(size)) = (&self.chart_layer_digest, self.chart_layer_size) {
+            lines.push(format!("chart    {d} ({}, layer 1 for Flux's HelmRelease)", human_size(size)));
+        }
+        lines.push(format!("created  {}", self.created));
+        lines
     }
 }
 

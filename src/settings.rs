@@ -74,6 +74,8 @@ pub struct CapsuleSettings {
     pub provenance: Option<PathBuf>,
     pub unpacked: Option<PathBuf>,
     pub json: bool,
+    /// Layer 1, the Helm chart (spec section 5); only a Helm package has one.
+    pub helm_layer: bool,
 }
 
 impl CapsuleSettings {
@@ -130,6 +132,7 @@ impl CapsuleSettings {
             provenance: args.provenance.clone(),
             unpacked: args.unpacked.clone(),
             json: args.json,
+            helm_layer: !args.no_helm_layer,
         })
     }
 }

@@ -24,6 +24,12 @@ const IMAGE_DIGEST: &str = "sha256:111111111111111111111111111111111111111111111
 /// The provenance names the tool version, so a version bump moves it too.
 const GOLDEN_DIGEST: &str = "sha256:cf36c7a443c2afb61121bcf575f908fc1a8e0b85c9df03bf8a392be95a0dabc1";
 const GOLDEN_LAYER_DIGEST: &str = "sha256:b2edd1fb4328780b46739a71116d87ceea7b0350e7c8e37e2f7827598a758693";
+/// Layer 1, the chart as `helm package` lays it out (spec section 5), and the
+/// capsule digest of a build that has it (the default for a Helm chart).
+/// [`GOLDEN_DIGEST`] is the same build with `--no-helm-layer`: layer 0 and
+/// everything in it are the same bytes either way.
+const GOLDEN_CHART_LAYER_DIGEST: &str = "sha256:c495bc6bb457bccf02d042984190939f48605addaefb4904e2250f749c8c96cb";
+const GOLDEN_DIGEST_WITH_CHART: &str = "sha256:639b090370378f56f20257972946673bcffbd941a9b1d8033b93d7c3d2807ae5";
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_release-capsule"));
@@ -49,6 +55,7 @@ fn golden_args(chart: &Path, out: &Path) -> Vec<String> {
         "--created",
         "2026-11-20T10:11:12Z",
         "--json",
+        "--no-helm-layer",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -141,11 +148,65 @@ fn created_from_source_date_epoch_equals_the_flag() {
     assert_eq!(json(&out), with_flag);
 }
 
+/// Every entry name of a gzip'd tar, in order.
+fn entry_names(layer: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(layer));
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        names.push(String::from_utf8(e.path_bytes().into_owned()).unwrap());
+        let mut sink = Vec::new();
+        e.read_to_end(&mut sink).unwrap();
+    }
+    names
+}
+
+#[test]
+fn golden_chart_layer_is_pinned_and_rederived() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("oci");
+    let mut args = golden_args(&fixture(), &out);
+    args.retain(|a| a != "--no-helm-layer");
+    let report = json(&run(&args));
+    let digest = report["digest"].as_str().unwrap();
+    let chart_digest = report["chartLayerDigest"].as_str().unwrap();
+    println!("capsule digest with chart layer {digest}\nchart layer digest {chart_digest}");
+    let manifest = blob(&out, digest);
+    assert_eq!(hex_digest(&manifest), digest);
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(m["layers"][0]["digest"], GOLDEN_LAYER_DIGEST, "layer 0 does not change with layer 1");
+    let l1 = &m["layers"][1];
+    assert_eq!(l1["mediaType"], "application/vnd.cncf.helm.chart.content.v1.tar+gzip");
+    assert_eq!(l1["annotations"]["org.opencontainers.image.title"], "golden-1.2.3.tgz");
+    assert_eq!(l1["digest"], chart_digest);
+    let chart = blob(&out, chart_digest);
+    assert_eq!(hex_digest(&chart), chart_digest);
+    assert_eq!(l1["size"], chart.len());
+    let long =
+        "golden/templates/nested/a-file-name-long-enough-to-need-the-gnu-long-name-extension-because-it-is-over-one-hundred-bytes.txt";
+    assert_eq!(
+        entry_names(&chart),
+        [
+            "golden/",
+            "golden/.helmignore",
+            "golden/Chart.yaml",
+            "golden/templates/",
+            "golden/templates/configmap.yaml",
+            "golden/templates/nested/",
+            long,
+            "golden/values.yaml",
+        ]
+    );
+    assert_eq!(chart_digest, GOLDEN_CHART_LAYER_DIGEST, "the chart layer format changed (see GOLDEN_CHART_LAYER_DIGEST)");
+    assert_eq!(digest, GOLDEN_DIGEST_WITH_CHART, "the capsule format changed (see GOLDEN_CHART_LAYER_DIGEST)");
+}
+
 #[test]
 fn golden_digest_is_pinned_and_rederived() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("oci");
     let report = json(&run(&golden_args(&fixture(), &out)));
+    assert!(report.get("chartLayerDigest").is_none(), "--no-helm-layer leaves layer 1 out");
     let digest = report["digest"].as_str().unwrap();
     let layer_digest = report["layerDigest"].as_str().unwrap();
     println!("capsule digest {digest}\nlayer digest   {layer_digest}");

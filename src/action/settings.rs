@@ -322,6 +322,10 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
         // commit that may never be merged.
         None => !event.is_pull_request(),
     };
+    let helm_layer = match input(env, "helm-layer") {
+        Some(v) => boolean("helm-layer", &v)?,
+        None => true,
+    };
     let report = match input(env, "report").as_deref() {
         None | Some("both") => ReportTo { check: true, status: true },
         Some("check") => ReportTo { check: true, status: false },
@@ -369,6 +373,7 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
         provenance: file_input(env, "provenance", &workspace),
         unpacked: None,
         json: false,
+        helm_layer,
     };
     Ok(ActionSettings {
         publish: PublishSettings {

@@ -147,6 +147,8 @@ pub(super) mod tests {
                 package_size: 4096,
                 layer_digest: format!("sha256:{}", "c".repeat(64)),
                 layer_size: 2000,
+                chart_layer_digest: None,
+                chart_layer_size: None,
                 created: "2026-11-20T10:11:12Z".into(),
             },
             published,

@@ -88,8 +88,11 @@ pub fn write_outputs(
     if let Some(dir) = &s.unpacked {
         layout::check_output(dir, Replaceable::CapsuleTree).map_err(layout_failure)?;
     }
-    let (staged, built) = layout::stage_capsule_layout(out, release, package, docs).map_err(layout_failure)?;
+    let (staged, built) = layout::stage_capsule_layout(out, release, package, docs, s.helm_layer).map_err(layout_failure)?;
     eprintln!("  layer {} ({})", built.layer.digest, report::human_size(built.layer.size));
+    if let Some(chart) = &built.chart_layer {
+        eprintln!("  chart layer {} ({})", chart.digest, report::human_size(chart.size));
+    }
     let unpacked = s.unpacked.as_ref().map(|dir| unpack_into(&staged, &built, dir)).transpose()?;
     staged.commit(Replaceable::Layout).map_err(layout_failure)?;
     if let Some(u) = unpacked {

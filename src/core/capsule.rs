@@ -6,12 +6,16 @@ use std::io::Write;
 use super::archive::{self, ArchiveEntry, ArchiveError, EntryData, LayerInfo};
 use super::ident::Digest;
 use super::manifest::{self, Manifest};
-use super::package::{Package, PackageEntry, MAX_TOTAL_SIZE};
+use super::package::{ChartInfo, Package, PackageEntry, MAX_TOTAL_SIZE};
 use super::release::{self, Release, PROVENANCE_PATH, RELEASE_FILE, SBOM_PATH};
 use super::{provenance, sbom};
 
 /// Kargo's limit on the compressed layer.
 pub const MAX_LAYER_SIZE: u64 = 100 * 1024 * 1024;
+/// Helm's chart loader refuses a bigger file (helm.sh/helm/v3
+/// pkg/chart/loader: MaxDecompressedFileSize); its total limit, 100 MiB, is
+/// Kargo's too, so the package limit already covers it.
+pub const MAX_CHART_FILE_SIZE: u64 = 5 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapsuleError {
@@ -21,6 +25,8 @@ pub enum CapsuleError {
     TooLarge { size: u64 },
     #[error("capsule: the compressed layer is {size} bytes, over Kargo's 100 MiB limit")]
     LayerTooLarge { size: u64 },
+    #[error("{path}: {size} bytes is over Helm's 5 MiB limit for one chart file, so Helm (and Flux's HelmRelease) could not load the chart layer; make the file smaller, or turn the chart layer off (--no-helm-layer, or the action input helm-layer: false) if nothing loads the chart from the capsule with Helm")]
+    ChartFileTooLarge { path: String, size: u64 },
     #[error(transparent)]
     Archive(#[from] ArchiveError),
 }
@@ -87,26 +93,65 @@ pub fn entries<'a>(r: &Release, package: &'a Package, docs: &'a Documents) -> Ve
     out
 }
 
+/// Layer 1's entries (spec section 5): the chart as `helm package` lays it
+/// out, every entry under one directory named after the chart, the files
+/// exactly those of `package/helm/`, in the same order.
+pub fn chart_entries<'a>(package: &'a Package, chart: &ChartInfo) -> Vec<ArchiveEntry<'a>> {
+    let root = chart.name.clone();
+    let mut out = vec![ArchiveEntry { path: root.clone(), data: EntryData::Dir }];
+    out.extend(package.entries.iter().map(|e| match e {
+        PackageEntry::Dir { path } => ArchiveEntry { path: format!("{root}/{path}"), data: EntryData::Dir },
+        PackageEntry::File(f) => ArchiveEntry {
+            path: format!("{root}/{}", f.path),
+            data: EntryData::File { source: &f.source, size: f.size, sha256: &f.sha256 },
+        },
+    }));
+    out
+}
+
 #[derive(Debug, Clone)]
 pub struct Built {
     pub layer: LayerInfo,
+    /// Layer 1, the Helm chart, when it was written.
+    pub chart_layer: Option<LayerInfo>,
     pub manifest: Manifest,
     pub manifest_bytes: Vec<u8>,
     pub digest: Digest,
 }
 
-/// Writes the layer into `sink` and builds the manifest that names it.
-pub fn write<W: Write>(r: &Release, package: &Package, docs: &Documents, sink: W) -> Result<(Built, W), CapsuleError> {
+/// Writes layer 0 into `sink` and, for a Helm chart when `chart_sink` is
+/// given, layer 1 into it; then builds the manifest that names them.
+pub fn write<W: Write, C: Write>(
+    r: &Release,
+    package: &Package,
+    docs: &Documents,
+    sink: W,
+    chart_sink: Option<C>,
+) -> Result<(Built, W, Option<C>), CapsuleError> {
     let total = package.total_size + (docs.release_yaml.len() + docs.sbom.len() + docs.provenance.len()) as u64;
     if total > MAX_TOTAL_SIZE {
         return Err(CapsuleError::TooLarge { size: total });
+    }
+    let chart = package.chart.as_ref().filter(|_| chart_sink.is_some());
+    if chart.is_some() {
+        if let Some(big) = package.files().find(|f| f.size > MAX_CHART_FILE_SIZE) {
+            return Err(CapsuleError::ChartFileTooLarge { path: big.path.clone(), size: big.size });
+        }
     }
     let (layer, sink) = archive::write_layer(entries(r, package, docs), sink)?;
     if layer.size > MAX_LAYER_SIZE {
         return Err(CapsuleError::LayerTooLarge { size: layer.size });
     }
-    let manifest = manifest::capsule_manifest(r, &layer.digest, layer.size);
+    let mut manifest = manifest::capsule_manifest(r, &layer.digest, layer.size);
+    let (chart_layer, chart_sink) = match (chart, chart_sink) {
+        (Some(chart), Some(chart_sink)) => {
+            let (info, chart_sink) = archive::write_layer(chart_entries(package, chart), chart_sink)?;
+            manifest.layers.push(manifest::chart_layer_descriptor(&info.digest, info.size, &chart.name, &chart.version));
+            (Some(info), Some(chart_sink))
+        }
+        (_, chart_sink) => (None, chart_sink),
+    };
     let manifest_bytes = manifest.to_bytes();
     let digest = Digest::of(&manifest_bytes);
-    Ok((Built { layer, manifest, manifest_bytes, digest }, sink))
+    Ok((Built { layer, chart_layer, manifest, manifest_bytes, digest }, sink, chart_sink))
 }

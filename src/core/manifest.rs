@@ -16,6 +16,8 @@ pub const LAYER_MEDIA_TYPE: &str = "application/vnd.release-capsule.layer.v1.tar
 pub const EMPTY_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 pub const EMPTY_CONFIG: &[u8] = b"{}";
 pub const LAYER_TITLE: &str = "release-capsule.tar.gz";
+/// Layer 1 (spec section 5): what Flux's layerSelector and Helm look for.
+pub const CHART_LAYER_MEDIA_TYPE: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 
 pub const ANN_CREATED: &str = "org.opencontainers.image.created";
 pub const ANN_REVISION: &str = "org.opencontainers.image.revision";
@@ -117,6 +119,22 @@ pub fn capsule_manifest(r: &Release, layer_digest: &Digest, layer_size: u64) -> 
         subject: None,
         annotations: annotations(r),
     }
+}
+
+/// Layer 1's descriptor, titled as `helm package` names the archive.
+pub fn chart_layer_descriptor(digest: &Digest, size: u64, name: &str, version: &str) -> Descriptor {
+    Descriptor {
+        media_type: CHART_LAYER_MEDIA_TYPE.into(),
+        digest: digest.to_string(),
+        size,
+        artifact_type: None,
+        annotations: BTreeMap::from([(ANN_TITLE.to_owned(), chart_archive_name(name, version))]),
+    }
+}
+
+/// `<name>-<version>.tgz`.
+pub fn chart_archive_name(name: &str, version: &str) -> String {
+    format!("{name}-{version}.tgz")
 }
 
 impl Manifest {

@@ -46,7 +46,8 @@ pub async fn inspect<C: RegistryClient>(client: &C, repo: &Repository, digest: &
         // Only listed files are read: unpack made them, as regular files, under `tree`.
         let read = |path: &str| std::fs::read(tree.join(path)).ok();
         let doc = verify::read_release(&mut checks, &unpacked.files, &read);
-        verify::check_contents(&mut checks, doc.as_ref(), &unpacked.manifest.manifest.annotations, &unpacked.files, &read);
+        let annotations = &unpacked.manifest.manifest.annotations;
+        verify::check_contents(&mut checks, doc.as_ref(), annotations, &unpacked.files, &read, unpacked.chart.as_ref());
         doc
     });
     Ok(Inspection { checks, release })

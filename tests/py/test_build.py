@@ -79,7 +79,9 @@ def test_skopeo_inspects_and_copies_the_layout(built, skopeo, tmp_path):
         "mediaType": "application/vnd.oci.empty.v1+json",
         "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2,
     }
-    assert [l["mediaType"] for l in manifest["layers"]] == ["application/vnd.release-capsule.layer.v1.tar+gzip"]
+    # Layer 0 the capsule archive, layer 1 the Helm chart (spec section 5).
+    assert [l["mediaType"] for l in manifest["layers"]] == [
+        "application/vnd.release-capsule.layer.v1.tar+gzip", "application/vnd.cncf.helm.chart.content.v1.tar+gzip"]
     assert manifest["layers"][0]["annotations"] == {"org.opencontainers.image.title": "release-capsule.tar.gz"}
     ann = manifest["annotations"]
     assert list(ann) == sorted(ann)
@@ -94,7 +96,7 @@ def test_skopeo_inspects_and_copies_the_layout(built, skopeo, tmp_path):
     copied = tmp_path / "copied"
     subprocess.run([skopeo, "copy", "--quiet", f"oci:{out}:{TAG}", f"dir:{copied}"], check=True)
     assert (copied / "manifest.json").read_bytes() == raw
-    for d in [manifest["config"]["digest"], manifest["layers"][0]["digest"]]:
+    for d in [manifest["config"]["digest"], *(l["digest"] for l in manifest["layers"])]:
         assert (copied / d.removeprefix("sha256:")).read_bytes() == blob(out, d).read_bytes()
 
 

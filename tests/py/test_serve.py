@@ -27,6 +27,7 @@ from kargo_http import HttpStep
 from verify_support import CREATED, SHA, TAG, World, app_image_layout, skopeo_push
 
 STEP = HttpStep.load()
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kargo"
 KUSTOMIZATION = b"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - base\n"
 
 
@@ -182,6 +183,45 @@ def test_the_small_form_by_digest_and_a_helm_capsule(world, serve):
     assert status == 422 and [f["field"] for f in answer["failures"]] == ["capsule.digest"], answer
 
 
+# -- the stages this repository documents (deploy/kargo/), run as written ------------
+
+def documented(stage: str, world: World, capsule_digest: str | None = None) -> tuple[HttpStep, bytes]:
+    step = HttpStep.load(DEPLOY / stage)
+    step = HttpStep(step.config, {**step.vars, "imageRepo": world.image, "capsuleRepo": world.capsule})
+    images = {world.image: {"RepoURL": world.image, "Tag": TAG, "Digest": world.image_digest},
+              world.capsule: {"RepoURL": world.capsule, "Tag": TAG, "Digest": capsule_digest or ""}}
+    return step, step.body(images, {})
+
+
+@pytest.mark.parametrize("stage", ["stage-staging-kustomize.yaml", "stage-production-helm.yaml"])
+def test_the_documented_stages_verify_first_and_retry_an_outage(stage, world, kustomize_world, serve):
+    w = kustomize_world if "kustomize" in stage else world
+    digest = w.publish()
+    step, body = documented(stage, w, digest)
+    s = serve(*allow(w))
+    status, answer = s.verify(body)
+    assert status == 200, answer
+    success, failure, outputs = step.judge(status, answer)
+    assert (success, failure) == (True, False)
+    assert outputs["capsuleDigest"] == digest, "the download that follows uses the verified digest"
+    assert {v for k, v in outputs.items() if k.lower().endswith("packagekind")} == {w.kind}
+    # A registry outage (503, 502) is neither: Kargo keeps the step Running and retries it.
+    for outage in (502, 503):
+        assert step.judge(outage, VerifyFailure.body(outage))[:2] == (False, False)
+    # A failed verification or a refused request ends the promotion.
+    for final in (400, 403, 422):
+        assert step.judge(final, VerifyFailure.body(final))[:2] == (False, True)
+    # The stage's own expression (today's file) fails an outage terminally instead.
+    assert STEP.judge(503, VerifyFailure.body(503))[:2] == (False, True)
+
+
+class VerifyFailure:
+    @staticmethod
+    def body(status: int) -> dict:
+        return {"ok": False, "reason": f"status {status}", "release": {"gitCommit": "", "packageKind": "", "packagePath": ""},
+                "capsule": {"repoURL": "", "tag": "", "digest": ""}, "image": {"repoURL": "", "tag": "", "digest": ""}, "failures": []}
+
+
 # -- every section 8 failure, named ----------------------------------------------
 
 @pytest.mark.parametrize("case", [
@@ -287,8 +327,8 @@ def test_concurrent_requests_for_an_uncached_capsule_download_it_once(world, ser
     for t in threads:
         t.join()
     assert [r[0] for r in results] == [200] * 10, results
-    layer_gets = [e for e in proxy.log if e.method == "GET" and "/blobs/" in e.path and "44136fa" not in e.path]
-    assert len(layer_gets) == 1, [e.path for e in layer_gets]
+    layer_gets = [e.path for e in proxy.log if e.method == "GET" and "/blobs/" in e.path]
+    assert len(layer_gets) == 2 and len(set(layer_gets)) == 2, layer_gets  # layer 0 and the chart layer, once each
     caches = sorted(l["cache"] for l in s.logs() if l.get("path") == "/verify")
     assert caches.count("miss") == 1 and caches.count("hit") == 9, caches
 

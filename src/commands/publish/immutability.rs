@@ -148,6 +148,9 @@ pub(super) fn describe_existing(report: &mut CapsuleReport, repo: &Repository, e
         report.layer_digest = l.digest.clone();
         report.layer_size = l.size;
     }
+    let chart = existing.manifest.layers.get(1).filter(|l| l.media_type == crate::core::manifest::CHART_LAYER_MEDIA_TYPE);
+    report.chart_layer_digest = chart.map(|l| l.digest.clone());
+    report.chart_layer_size = chart.map(|l| l.size);
     if let Some(created) = &existing.theirs.created {
         report.created = created.clone();
     }

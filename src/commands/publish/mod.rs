@@ -236,10 +236,9 @@ async fn push_capsule<R: RegistryClient>(
 ) -> Result<Option<Existing>, Failure> {
     let config = Digest::of(EMPTY_CONFIG);
     let (dir, built) = (w.dir, w.built);
-    let blobs = vec![
-        (config.clone(), BlobLocation { file: layout::blob_path(dir, &config), offset: 0, size: EMPTY_CONFIG.len() as u64 }),
-        (built.layer.digest.clone(), BlobLocation { file: layout::blob_path(dir, &built.layer.digest), offset: 0, size: built.layer.size }),
-    ];
+    let blob = |digest: &Digest, size: u64| (digest.clone(), BlobLocation { file: layout::blob_path(dir, digest), offset: 0, size });
+    let mut blobs = vec![blob(&config, EMPTY_CONFIG.len() as u64), blob(&built.layer.digest, built.layer.size)];
+    blobs.extend(built.chart_layer.as_ref().map(|chart| blob(&chart.digest, chart.size)));
     cancel
         .guard("uploading the capsule's blobs", async { tagging::push_blobs(registry, repo, blobs).await.map_err(Failure::from) })
         .await?;
@@ -279,12 +278,14 @@ fn package_only(s: &PublishSettings, package: Package) -> Result<PublishOutcome,
     let tag = c.sha.tag();
     let stand_in_date = c.created.map_or_else(|| Created::from_unix(946_684_800, "a stand-in date"), Ok).or_fail(FailureKind::Failed)?;
     let (release, package, docs) = build::prepare(c, package, Digest::of(b"no image yet"), stand_in_date)?;
-    let (built, _) = capsule::write(&release, &package, &docs, std::io::sink()).or_fail(FailureKind::Input)?;
+    let (built, _, _) =
+        capsule::write(&release, &package, &docs, std::io::sink(), c.helm_layer.then(std::io::sink)).or_fail(FailureKind::Input)?;
     let mut report = CapsuleReport::new(&release, &package, &built);
     for field in [&mut report.digest, &mut report.reference, &mut report.image_digest, &mut report.layer_digest, &mut report.created] {
         field.clear();
     }
     report.layer_size = 0;
+    (report.chart_layer_digest, report.chart_layer_size) = (None, None);
     let message = format!(
         "image {}:{tag} is not in the registry, so no capsule digest can be computed; the package was validated ({} files, {})",
         c.image, report.file_count, report.package_digest

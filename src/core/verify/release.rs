@@ -1,127 +1,16 @@
-//! The checks of the trust chain (spec section 8), as pure functions over what
-//! was fetched and unpacked. Every check names the field, the value expected
-//! and the value found, and the checks of one step all run, so a failed
-//! verification lists everything that is wrong at once.
+//! Step 4: release.yaml agrees with the capsule (its package digest, the
+//! manifest annotations, the archive's entries, the metadata files, and layer
+//! 1's chart directory) and with what the caller expects (the image, the
+//! tags, the digests).
 
 use std::collections::BTreeMap;
-use std::fmt;
 
-use serde::Serialize;
-
-use super::capsule::MAX_LAYER_SIZE;
-use super::ident::{Digest, Repository};
-use super::manifest::{
-    self, Descriptor, Manifest, ANN_CREATED, ANN_IMAGE, ANN_PACKAGE_DIGEST, ANN_PACKAGE_KIND, ANN_REVISION, ANN_SOURCE, ARTIFACT_TYPE,
-    LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
-};
-use super::package::{tree_digest, PackageKind};
-use super::release::{self, ReleaseDoc, PROVENANCE_PATH, RELEASE_FILE, SBOM_PATH, SCHEMA_VERSION};
-use super::unpack::UnpackedFile;
-
-/// What a check shows for a field the document does not have.
-pub const MISSING: &str = "(missing)";
-
-/// One comparison: `name: expected X, got Y` when it fails.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub expected: String,
-    pub actual: String,
-}
-
-impl fmt::Display for Check {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: expected {}, got {}", self.name, self.expected, self.actual)
-    }
-}
-
-/// The checks made so far, in the order the spec lists them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Checks(Vec<Check>);
-
-impl Checks {
-    /// Records a check whose outcome the caller decided; returns it.
-    pub fn that(&mut self, name: &str, ok: bool, expected: impl fmt::Display, actual: impl fmt::Display) -> bool {
-        self.0.push(Check { name: name.to_owned(), ok, expected: expected.to_string(), actual: actual.to_string() });
-        ok
-    }
-    /// `actual == expected`; an absent actual value fails and shows as [`MISSING`].
-    pub fn equal(&mut self, name: &str, expected: &str, actual: Option<&str>) -> bool {
-        self.that(name, actual == Some(expected), expected, actual.unwrap_or(MISSING))
-    }
-    pub fn iter(&self) -> impl Iterator<Item = &Check> {
-        self.0.iter()
-    }
-    pub fn failed(&self) -> impl Iterator<Item = &Check> {
-        self.0.iter().filter(|c| !c.ok)
-    }
-    pub fn failure_count(&self) -> usize {
-        self.failed().count()
-    }
-    /// True when something was checked and nothing failed.
-    pub fn all_ok(&self) -> bool {
-        !self.0.is_empty() && self.0.iter().all(|c| c.ok)
-    }
-    /// The failed checks, one per line, for an error message.
-    pub fn failure_lines(&self) -> String {
-        self.failed().map(|c| format!("  {c}")).collect::<Vec<_>>().join("\n")
-    }
-    pub fn get(&self, name: &str) -> Option<&Check> {
-        self.0.iter().find(|c| c.name == name)
-    }
-}
-
-/// What step 1 hands on: the manifest and its layer 0, known to be a v1 capsule.
-#[derive(Debug, Clone)]
-pub struct CapsuleManifest {
-    pub manifest: Manifest,
-    pub layer_digest: Digest,
-    pub layer_size: u64,
-}
-
-fn describe(d: &Descriptor) -> String {
-    format!("{} {} ({} bytes)", d.media_type, d.digest, d.size)
-}
-
-/// Step 1: the manifest fetched for `digest` hashes to it, and is a v1 capsule
-/// manifest within the limits of section 2. `None` when any of that fails.
-pub fn check_manifest(checks: &mut Checks, bytes: &[u8], digest: &Digest) -> Option<CapsuleManifest> {
-    let before = checks.failure_count();
-    checks.equal("manifest.digest", digest.as_str(), Some(Digest::of(bytes).as_str()));
-    let manifest: Manifest = match serde_json::from_slice(bytes) {
-        Ok(m) => m,
-        Err(e) => {
-            checks.that("manifest", false, "an OCI image manifest", format_args!("something else: {e}"));
-            return None;
-        }
-    };
-    checks.equal("manifest.schemaVersion", "2", Some(&manifest.schema_version.to_string()));
-    checks.equal("manifest.mediaType", MANIFEST_MEDIA_TYPE, manifest.media_type.as_deref());
-    checks.equal("artifactType", ARTIFACT_TYPE, manifest.artifact_type.as_deref());
-    checks.equal("config", &describe(&manifest::empty_config_descriptor()), Some(&describe(&manifest.config)));
-    checks.that("subject", manifest.subject.is_none(), "none", manifest.subject.as_ref().map_or("none".into(), |s| s.digest.clone()));
-    let Some(layer) = manifest.layers.first() else {
-        checks.that("layers", false, "layer 0 holding the capsule archive", "no layers");
-        return None;
-    };
-    checks.equal("layers[0].mediaType", LAYER_MEDIA_TYPE, Some(&layer.media_type));
-    checks.that("layers[0].size", layer.size <= MAX_LAYER_SIZE, format_args!("at most {MAX_LAYER_SIZE} bytes (100 MiB)"), layer.size);
-    let layer_digest = layer.digest.parse::<Digest>().ok();
-    checks.that("layers[0].digest", layer_digest.is_some(), "sha256:<64 hex>", &layer.digest);
-    let layer_size = layer.size;
-    match layer_digest {
-        Some(layer_digest) if checks.failure_count() == before => Some(CapsuleManifest { manifest, layer_digest, layer_size }),
-        _ => None,
-    }
-}
-
-/// Step 2: the downloaded layer hashes to its descriptor.
-pub fn check_layer(checks: &mut Checks, expected: &CapsuleManifest, digest: &Digest, size: u64) -> bool {
-    let size_ok = checks.equal("layer.size", &expected.layer_size.to_string(), Some(&size.to_string()));
-    checks.equal("layer.digest", expected.layer_digest.as_str(), Some(digest.as_str())) && size_ok
-}
+use super::{ChartLayerFiles, Checks, MISSING};
+use crate::core::ident::{Digest, Repository};
+use crate::core::manifest::{ANN_CREATED, ANN_IMAGE, ANN_PACKAGE_DIGEST, ANN_PACKAGE_KIND, ANN_REVISION, ANN_SOURCE};
+use crate::core::package::{tree_digest, PackageKind};
+use crate::core::release::{self, ReleaseDoc, PROVENANCE_PATH, RELEASE_FILE, SBOM_PATH, SCHEMA_VERSION};
+use crate::core::unpack::UnpackedFile;
 
 /// What the capsule must say, from the command line and the registry.
 #[derive(Debug, Clone)]
@@ -146,12 +35,13 @@ pub fn check_release(
     annotations: &BTreeMap<String, String>,
     files: &[UnpackedFile],
     read: &dyn Fn(&str) -> Option<Vec<u8>>,
+    chart: Option<&ChartLayerFiles>,
 ) -> Option<ReleaseDoc> {
     let doc = read_release(checks, files, read);
     if let Some(doc) = &doc {
         check_fields(checks, expect, doc);
     }
-    check_contents(checks, doc.as_ref(), annotations, files, read);
+    check_contents(checks, doc.as_ref(), annotations, files, read, chart);
     doc
 }
 
@@ -164,10 +54,14 @@ pub fn check_contents(
     annotations: &BTreeMap<String, String>,
     files: &[UnpackedFile],
     read: &dyn Fn(&str) -> Option<Vec<u8>>,
+    chart: Option<&ChartLayerFiles>,
 ) {
     if let Some(doc) = doc {
         check_package(checks, doc, files);
         check_annotations(checks, doc, annotations);
+        if let Some(chart) = chart {
+            super::chart::check_chart_name(checks, doc, chart);
+        }
     }
     check_entries(checks, doc, files);
     for path in [SBOM_PATH, PROVENANCE_PATH] {
@@ -338,8 +232,9 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::core::manifest::capsule_manifest;
+    use crate::core::manifest;
     use crate::core::release::{render, tests::sample, Release};
+    use crate::core::verify::Check;
 
     /// A consistent capsule: its files (path → bytes), its release and annotations.
     struct Fixture {
@@ -390,7 +285,7 @@ mod tests {
             listed.sort_by(|a, b| a.path.cmp(&b.path));
             let read = |p: &str| self.files.get(p).cloned();
             let mut checks = Checks::default();
-            let doc = check_release(&mut checks, expect, annotations, &listed, &read);
+            let doc = check_release(&mut checks, expect, annotations, &listed, &read, None);
             (doc, checks)
         }
 
@@ -569,63 +464,5 @@ mod tests {
         let failed: Vec<Check> = checks.failed().cloned().collect();
         assert_eq!(names(&failed), ["annotations[vnd.release-capsule.package.digest]", "annotations[org.opencontainers.image.created]"]);
         assert_eq!(failed[1].actual, MISSING);
-    }
-
-    fn manifest_bytes(edit: impl FnOnce(&mut Manifest)) -> Vec<u8> {
-        let mut m = capsule_manifest(&sample(), &Digest::of(b"layer"), 5);
-        edit(&mut m);
-        m.to_bytes()
-    }
-
-    #[test]
-    fn manifest_checks() {
-        let good = manifest_bytes(|_| {});
-        let mut checks = Checks::default();
-        let m = check_manifest(&mut checks, &good, &Digest::of(&good)).unwrap();
-        assert!(checks.all_ok(), "{}", checks.failure_lines());
-        assert_eq!((m.layer_digest, m.layer_size), (Digest::of(b"layer"), 5));
-
-        let wrong = Digest::of(b"another manifest");
-        let mut checks = Checks::default();
-        assert!(check_manifest(&mut checks, &good, &wrong).is_none());
-        assert_eq!(
-            checks.failed().map(|c| c.to_string()).collect::<Vec<_>>(),
-            [format!("manifest.digest: expected {wrong}, got {}", Digest::of(&good))]
-        );
-
-        type Edit = Box<dyn FnOnce(&mut Manifest)>;
-        let cases: Vec<(Edit, Vec<&str>)> = vec![
-            (Box::new(|m| m.artifact_type = Some("application/vnd.cncf.helm.config.v1+json".into())), vec!["artifactType"]),
-            (Box::new(|m| m.artifact_type = None), vec!["artifactType"]),
-            (Box::new(|m| m.layers[0].media_type = "application/vnd.oci.image.layer.v1.tar+gzip".into()), vec!["layers[0].mediaType"]),
-            (Box::new(|m| m.layers[0].size = MAX_LAYER_SIZE + 1), vec!["layers[0].size"]),
-            (Box::new(|m| m.layers[0].digest = "md5:00".into()), vec!["layers[0].digest"]),
-            (Box::new(|m| m.layers.clear()), vec!["layers"]),
-            (Box::new(|m| m.config.media_type = "application/vnd.oci.image.config.v1+json".into()), vec!["config"]),
-            (Box::new(|m| m.config.size = 3), vec!["config"]),
-            (Box::new(|m| m.media_type = Some("application/vnd.docker.distribution.manifest.v2+json".into())), vec!["manifest.mediaType"]),
-            (Box::new(|m| m.subject = Some(m.config.clone())), vec!["subject"]),
-        ];
-        for (edit, expected) in cases {
-            let bytes = manifest_bytes(edit);
-            let mut checks = Checks::default();
-            assert!(check_manifest(&mut checks, &bytes, &Digest::of(&bytes)).is_none());
-            assert_eq!(checks.failed().map(|c| c.name.as_str()).collect::<Vec<_>>(), expected);
-        }
-
-        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
-        let mut checks = Checks::default();
-        assert!(check_manifest(&mut checks, index, &Digest::of(index)).is_none());
-        assert_eq!(checks.failed().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["manifest"]);
-    }
-
-    #[test]
-    fn layer_check_compares_digest_and_size() {
-        let good = manifest_bytes(|_| {});
-        let m = check_manifest(&mut Checks::default(), &good, &Digest::of(&good)).unwrap();
-        let mut checks = Checks::default();
-        assert!(check_layer(&mut checks, &m, &Digest::of(b"layer"), 5));
-        assert!(!check_layer(&mut checks, &m, &Digest::of(b"tampered"), 8));
-        assert_eq!(checks.failed().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["layer.size", "layer.digest"]);
     }
 }

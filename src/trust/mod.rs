@@ -1,0 +1,173 @@
+//! The trust chain of spec section 8 as one flow over a [`RegistryClient`]:
+//! the manifest fetched by digest, the layer hashed as it lands on disk, a safe
+//! unpack, then release.yaml against the image. `pull` runs the first three
+//! steps, `verify` all four. An unpacked tree reaches its output directory only
+//! when every step passed; until then it sits in a staging directory that is
+//! removed when the flow fails.
+
+mod fetch;
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use anyhow::anyhow;
+
+pub use self::fetch::fetch;
+use crate::core::ident::Digest;
+use crate::core::reference::Reference;
+use crate::core::release::ReleaseDoc;
+use crate::core::unpack::UnpackedFile;
+use crate::core::verify::{self, CapsuleManifest, ChartLayerFiles, Checks, Expectations};
+use crate::failure::Failure;
+use crate::layout::{Replaceable, Staged};
+use crate::registry::RegistryClient;
+
+/// A capsule that passed steps 1 to 3.
+#[derive(Debug, Clone)]
+pub struct Unpacked {
+    pub manifest: CapsuleManifest,
+    pub files: Vec<UnpackedFile>,
+    /// Layer 1, the Helm chart, when the manifest has it (already compared with package/helm/).
+    pub chart: Option<ChartLayerFiles>,
+}
+
+/// How far steps 1 to 3 got.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    /// The manifest digest, once the reference resolved to one.
+    pub digest: Option<Digest>,
+    /// Set only when every check of steps 1 to 3 passed.
+    pub unpacked: Option<Unpacked>,
+}
+
+/// What `verify` found. Verified when every check passed.
+#[derive(Debug)]
+pub struct Verdict {
+    pub capsule: Reference,
+    pub digest: Option<Digest>,
+    pub release: Option<ReleaseDoc>,
+    pub resolved_image_digest: Option<Digest>,
+    pub checks: Checks,
+}
+
+impl Verdict {
+    pub fn verified(&self) -> bool {
+        self.checks.all_ok()
+    }
+}
+
+/// What `pull` fetched.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub capsule: Reference,
+    pub digest: Digest,
+    pub layer_digest: Digest,
+    pub layer_size: u64,
+    pub file_count: usize,
+}
+
+/// Runs blocking file work (hashing, unpacking) off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Failure::failed(anyhow!("a worker thread failed: {e}")))
+}
+
+/// All four steps: `capsule` must be the release of `image` (a `git-<sha>`
+/// tag), whose digest must be `image_digest` when given.
+pub async fn verify<C: RegistryClient>(
+    client: &C,
+    capsule: &Reference,
+    image: &Reference,
+    image_digest: Option<&Digest>,
+    tree: &Path,
+    work: &Path,
+) -> Result<Verdict, Failure> {
+    let image_tag = image.tag.clone().ok_or_else(|| Failure::input(anyhow!("--image {image}: give the release tag, git-<sha>")))?;
+    let mut checks = Checks::default();
+    let fetched = fetch(client, capsule, tree, work, &mut checks).await?;
+    let (mut release, mut resolved_image_digest) = (None, None);
+    if let Some(unpacked) = fetched.unpacked {
+        let expect = Expectations {
+            image: image.repo.clone(),
+            resolved_image_digest: client.resolve(&image.repo, &image_tag).await.map_err(Failure::from)?,
+            image_tag,
+            image_digest: image_digest.cloned(),
+            capsule: capsule.repo.clone(),
+            capsule_tag: capsule.tag.clone(),
+        };
+        // Only listed files are read: unpack made them, as regular files, under `tree`.
+        let read = |path: &str| fs::read(tree.join(path)).ok();
+        release = verify::check_release(
+            &mut checks,
+            &expect,
+            &unpacked.manifest.manifest.annotations,
+            &unpacked.files,
+            &read,
+            unpacked.chart.as_ref(),
+        );
+        resolved_image_digest = expect.resolved_image_digest;
+    }
+    Ok(Verdict { capsule: capsule.clone(), digest: fetched.digest, release, resolved_image_digest, checks })
+}
+
+/// [`verify`], unpacking into `output` only when the capsule is verified.
+pub async fn verify_into<C: RegistryClient>(
+    client: &C,
+    capsule: &Reference,
+    image: &Reference,
+    image_digest: Option<&Digest>,
+    output: Option<&Path>,
+) -> Result<Verdict, Failure> {
+    let staged = output.map(stage_output).transpose()?;
+    let work = crate::scratch::WorkDir::new()?;
+    let tree = staged.as_ref().map_or_else(|| work.path().join("tree"), |s| s.dir.clone());
+    let verdict = verify(client, capsule, image, image_digest, &tree, work.path()).await?;
+    if let Some(staged) = staged.filter(|_| verdict.verified()) {
+        staged.commit(Replaceable::Nothing).map_err(Failure::failed)?;
+    }
+    Ok(verdict)
+}
+
+/// Steps 1 to 3 into `output`, which is only written when they all pass.
+pub async fn pull_into<C: RegistryClient>(client: &C, capsule: &Reference, output: &Path) -> Result<Pulled, Failure> {
+    let staged = stage_output(output)?;
+    let work = crate::scratch::WorkDir::new()?;
+    let mut checks = Checks::default();
+    let fetched = fetch(client, capsule, &staged.dir, work.path(), &mut checks).await?;
+    let (Some(digest), Some(unpacked)) = (fetched.digest, fetched.unpacked) else {
+        return Err(Failure::failed(failed_checks(&capsule.to_string(), &checks)));
+    };
+    staged.commit(Replaceable::Nothing).map_err(Failure::failed)?;
+    Ok(Pulled {
+        capsule: capsule.clone(),
+        digest,
+        layer_digest: unpacked.manifest.layer_digest,
+        layer_size: unpacked.manifest.layer_size,
+        file_count: unpacked.files.len(),
+    })
+}
+
+/// `<what>: N of M checks failed` and the failed checks, one per line.
+pub fn failed_checks(what: &str, checks: &Checks) -> anyhow::Error {
+    let total = checks.iter().count();
+    anyhow!("{what}: verification failed, {} of {total} checks failed:\n{}", checks.failure_count(), checks.failure_lines())
+}
+
+/// A staging directory beside `output`, which must be absent or empty.
+fn stage_output(output: &Path) -> Result<Staged, Failure> {
+    match fs::read_dir(output) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Failure::input(anyhow!("output directory {}: is not empty; give a new or empty directory", output.display())));
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Failure::input(anyhow::Error::new(e).context(format!("output directory {}: cannot be used", output.display()))))
+        }
+    }
+    Staged::new(output).map_err(Failure::failed)
+}
+
+#[cfg(test)]
+mod tests;
