@@ -29,6 +29,15 @@ pub enum Command {
     Action,
     /// Serve the trust chain over HTTP for Kargo's `http` step (POST /verify).
     Serve(ServeArgs),
+    /// Print the public key (cosign.pub) of a signing key, as `cosign public-key --key` does.
+    PublicKey(PublicKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublicKeyArgs {
+    /// The cosign key (password in COSIGN_PASSWORD) or unencrypted PKCS#8 PEM.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: PathBuf,
 }
 
 /// What names the release and its package: shared by `build` and `publish`.
@@ -110,6 +119,11 @@ pub struct PublishArgs {
     /// Assemble, validate and resolve, but push nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Sign the capsule with this cosign key (`cosign generate-key-pair`'s
+    /// cosign.key, password in COSIGN_PASSWORD; or an unencrypted PKCS#8 PEM),
+    /// as `cosign sign --key` would: a sha256-<digest>.sig manifest beside it.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -136,6 +150,9 @@ pub struct VerifyArgs {
     /// Unpack the verified capsule here.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Also require a valid cosign signature by this public key (cosign.pub).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
     #[command(flatten)]
     pub auth: RegistryAuthArgs,
     /// Print one JSON object on stdout.
@@ -186,6 +203,9 @@ pub struct ServeArgs {
     /// After SIGTERM, how long requests in flight may still take, in seconds.
     #[arg(long, default_value_t = 25)]
     pub shutdown_grace_seconds: u64,
+    /// Also require a valid cosign signature by this public key (cosign.pub).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
 }
 
 #[cfg(test)]

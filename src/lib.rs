@@ -19,4 +19,5 @@ pub mod report;
 pub mod scratch;
 pub mod serve;
 pub mod settings;
+pub mod sign;
 pub mod trust;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Pull(args) => commands::pull::run(args, &process_env),
         Command::Action => release_capsule::action::run(&process_env),
         Command::Serve(args) => release_capsule::serve::run(args),
+        Command::PublicKey(args) => commands::public_key::run(args, &process_env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

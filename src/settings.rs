@@ -43,6 +43,12 @@ pub enum SettingsError {
     },
     #[error("{flag} {value}: {hint}")]
     Invalid { flag: &'static str, value: String, hint: &'static str },
+    #[error("{flag}")]
+    Key {
+        flag: &'static str,
+        #[source]
+        source: crate::sign::keys::KeyError,
+    },
     #[error("{flag} {path}: cannot be read")]
     Read {
         flag: &'static str,
@@ -242,6 +248,8 @@ pub struct PublishSettings {
     /// A dry run may find no image under the tag (a pull request whose image
     /// was never pushed): the package is then validated on its own.
     pub allow_missing_image: bool,
+    /// Sign the published capsule with this key (spec section 9).
+    pub signing_key: Option<std::sync::Arc<crate::sign::keys::PrivateKey>>,
 }
 
 impl PublishSettings {
@@ -253,6 +261,7 @@ impl PublishSettings {
             on_conflict: args.on_conflict,
             dry_run: args.dry_run,
             allow_missing_image: false,
+            signing_key: args.signing_key.as_deref().map(|path| signing_key_file(path, env)).transpose()?.map(std::sync::Arc::new),
         })
     }
 }
@@ -267,6 +276,19 @@ pub struct VerifySettings {
     pub output: Option<PathBuf>,
     pub credentials: RegistryCredentials,
     pub json: bool,
+    /// Require a valid signature by this key (spec section 8, check 5).
+    pub public_key: Option<crate::sign::keys::PublicKey>,
+}
+
+/// A cosign private key file, opened with COSIGN_PASSWORD.
+pub fn signing_key_file(path: &Path, env: Env) -> Result<crate::sign::keys::PrivateKey, SettingsError> {
+    crate::sign::keys::PrivateKey::from_file(path, env("COSIGN_PASSWORD").as_deref())
+        .map_err(|source| SettingsError::Key { flag: "--signing-key", source })
+}
+
+/// A cosign public key file (cosign.pub).
+pub fn public_key_file(flag: &'static str, path: &Path) -> Result<crate::sign::keys::PublicKey, SettingsError> {
+    crate::sign::keys::PublicKey::from_file(path).map_err(|source| SettingsError::Key { flag, source })
 }
 
 fn reference(flag: &'static str, value: &str) -> Result<Reference, SettingsError> {
@@ -289,6 +311,7 @@ impl VerifySettings {
             image,
             image_digest: args.image_digest.as_deref().map(|d| parse("--image-digest", d)).transpose()?,
             output: args.output.clone(),
+            public_key: args.public_key.as_deref().map(|p| public_key_file("--public-key", p)).transpose()?,
             credentials: RegistryCredentials::resolve(&args.auth, env),
             json: args.json,
         })
@@ -363,6 +386,7 @@ mod tests {
             image: image.into(),
             image_digest: None,
             output: None,
+            public_key: None,
             auth: RegistryAuthArgs { registry_username: None, registry_password: Some("s3cret".into()) },
             json: false,
         }

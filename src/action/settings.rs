@@ -46,12 +46,40 @@ pub fn summary_file(env: Env) -> Option<PathBuf> {
     var(env, "GITHUB_STEP_SUMMARY").map(PathBuf::from)
 }
 
-/// Every secret the step may hold, for `::add-mask::` before anything is printed.
+/// Every secret the step may hold, for `::add-mask::` before anything is
+/// printed. A key given inline is masked line by line, as the runner masks.
 pub fn secrets(env: Env) -> Vec<String> {
-    let mut found: Vec<String> =
-        [input(env, "registry-password"), input(env, "github-token"), var(env, "GITHUB_TOKEN")].into_iter().flatten().collect();
+    let mut found: Vec<String> = [
+        input(env, "registry-password"),
+        input(env, "github-token"),
+        var(env, "GITHUB_TOKEN"),
+        var(env, "COSIGN_PASSWORD"),
+        var(env, "GITOPS_TOKEN"),
+        input(env, "gitops-token"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if let Some(key) = input(env, "signing-key").filter(|k| k.starts_with("-----BEGIN")) {
+        found.extend(key.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("-----")).map(str::to_owned));
+    }
     found.dedup();
     found
+}
+
+/// The `signing-key` input: the key itself (a secret holding cosign.key), or a
+/// path inside the workspace; opened with COSIGN_PASSWORD from the step's env.
+fn signing_key(env: Env, workspace: &Path) -> Result<Option<crate::sign::keys::PrivateKey>, ActionSettingsError> {
+    let Some(value) = input(env, "signing-key") else { return Ok(None) };
+    let password = env("COSIGN_PASSWORD");
+    let invalid = |e: crate::sign::keys::KeyError| ActionSettingsError::Invalid { name: "signing-key", message: e.to_string() };
+    if value.starts_with("-----BEGIN") {
+        return crate::sign::keys::PrivateKey::from_pem(&value, password.as_deref(), "the key in input signing-key")
+            .map(Some)
+            .map_err(invalid);
+    }
+    let (path, _) = workspace_path("signing-key", workspace, &value)?;
+    crate::sign::keys::PrivateKey::from_file(&path, password.as_deref()).map(Some).map_err(invalid)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -384,6 +412,7 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
             dry_run: !push,
             // Many pull request workflows build the image without pushing it.
             allow_missing_image: !push && event.is_pull_request(),
+            signing_key: signing_key(env, &workspace)?.map(std::sync::Arc::new),
         },
         fork: event.is_pull_request() && is_fork(payload),
         event,

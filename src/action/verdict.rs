@@ -158,6 +158,7 @@ pub(super) mod tests {
             warnings: vec![Diagnostic { file: "Chart.yaml".into(), line: None, message: "Chart.yaml has no appVersion".into() }],
             message: String::new(),
             http_requests: 0,
+            signature: None,
         }
     }
 

@@ -62,7 +62,9 @@ impl<'a> VerifyReport<'a> {
 
 /// Runs the flow against `client` and reports; a failed verification is exit 1.
 pub async fn execute<C: RegistryClient>(s: &VerifySettings, client: &C) -> Result<(), Failure> {
-    let verdict = trust::verify_into(client, &s.capsule, &s.image, s.image_digest.as_ref(), s.output.as_deref()).await?;
+    let question =
+        trust::Question { capsule: &s.capsule, image: &s.image, image_digest: s.image_digest.as_ref(), public_key: s.public_key.as_ref() };
+    let verdict = trust::verify_into(client, question, s.output.as_deref()).await?;
     let report = VerifyReport::new(s, &verdict);
     if s.json {
         report::print_json(&report);

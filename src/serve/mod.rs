@@ -54,6 +54,7 @@ pub struct ServeSettings {
     pub timeout: Duration,
     pub cache_entries: usize,
     pub shutdown_grace: Duration,
+    pub public_key: Option<crate::sign::keys::PublicKey>,
 }
 
 impl ServeSettings {
@@ -84,6 +85,12 @@ impl ServeSettings {
             timeout: Duration::from_secs(args.timeout_seconds.max(1)),
             cache_entries: args.cache_entries,
             shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+            public_key: args
+                .public_key
+                .as_deref()
+                .map(|p| crate::settings::public_key_file("--public-key", p))
+                .transpose()
+                .or_fail(FailureKind::Input)?,
         })
     }
 }
@@ -111,6 +118,8 @@ async fn serve(s: ServeSettings) -> Result<(), Failure> {
             metrics: Arc::clone(&metrics),
             permits: Semaphore::new(s.max_concurrent),
             timeout: s.timeout,
+            public_key: s.public_key.clone(),
+            signed: Default::default(),
         },
         metrics,
         draining: AtomicBool::new(false),
@@ -129,6 +138,7 @@ async fn serve(s: ServeSettings) -> Result<(), Failure> {
         "maxBodyBytes": s.max_body_bytes,
         "timeoutSeconds": s.timeout.as_secs(),
         "cacheEntries": s.cache_entries,
+        "publicKey": s.public_key.as_ref().map(|k| k.describe()),
         "version": crate::core::TOOL_VERSION,
     }));
     let stopping = Arc::clone(&app);

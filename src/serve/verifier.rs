@@ -3,8 +3,9 @@
 //! capsule's inspection from the cache (or make it), then the checks that
 //! depend on what the stage expects and on what it claims in `release`.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
@@ -14,10 +15,12 @@ use super::allow::AllowList;
 use super::api::{self, CapsuleFacts, ImageFacts, ReleaseFacts, VerifyRequest, VerifyResponse};
 use super::inspect::{self, CacheUse, InspectionCache};
 use super::metrics::Metrics;
-use crate::core::ident::Digest;
+use crate::core::ident::{Digest, Repository};
 use crate::core::verify::{self, Checks, Expectations};
 use crate::failure::{Failure, FailureKind};
 use crate::registry::{RegistryClient, RegistryError};
+use crate::sign::keys::PublicKey;
+use crate::trust;
 
 /// An answer, and what the request log says about it.
 #[derive(Debug)]
@@ -43,6 +46,11 @@ pub struct Verifier<C> {
     /// Verifications at once; each may hold a 100 MiB layer on disk.
     pub permits: Semaphore,
     pub timeout: Duration,
+    /// Require a valid signature by this key (spec section 8, check 5).
+    pub public_key: Option<PublicKey>,
+    /// Capsules found signed by that key: a signature, once there, stays valid.
+    /// An absent or invalid one is looked up again on every request.
+    pub signed: Mutex<HashSet<Digest>>,
 }
 
 impl<C: RegistryClient> Verifier<C> {
@@ -158,6 +166,9 @@ impl<C: RegistryClient> Verifier<C> {
             if let Some(claimed) = &req.release {
                 api::check_claims(&mut all, claimed, doc);
             }
+            if let Some(key) = &self.public_key {
+                self.check_signature(&mut all, &req.capsule, &digest, key).await?;
+            }
         }
         let doc = inspection.release.as_ref().filter(|_| all.all_ok());
         let Some(doc) = doc else {
@@ -171,6 +182,16 @@ impl<C: RegistryClient> Verifier<C> {
             body: VerifyResponse { ok: true, reason: String::new(), release, capsule, image, failures: vec![] },
             log: LogFields { capsule: logged, outcome: "verified", cache: Some(used) },
         })
+    }
+
+    async fn check_signature(&self, checks: &mut Checks, repo: &Repository, digest: &Digest, key: &PublicKey) -> Result<(), Failure> {
+        let known = self.signed.lock().unwrap_or_else(|e| e.into_inner()).contains(digest);
+        if known {
+            checks.that("signature", true, format_args!("a valid signature by {}", key.describe()), "a valid signature");
+        } else if trust::check_signature(&self.client, checks, repo, digest, key).await? {
+            self.signed.lock().unwrap_or_else(|e| e.into_inner()).insert(digest.clone());
+        }
+        Ok(())
     }
 
     fn failed(&self, checks: &Checks, capsule: CapsuleFacts, image: ImageFacts, logged: String, used: Option<CacheUse>) -> Answer {

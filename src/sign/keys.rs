@@ -88,10 +88,8 @@ impl PublicKey {
         if label != "PUBLIC KEY" {
             return Err(malformed(format!("holds a {label:?} block, not a PUBLIC KEY; give the public half (cosign.pub)")));
         }
-        let verifying = VerifyingKey::from_public_key_der(&der).map_err(|e| KeyError::Unsupported {
-            path: name.to_owned(),
-            what: format!("this public key ({e})"),
-        })?;
+        let verifying = VerifyingKey::from_public_key_der(&der)
+            .map_err(|e| KeyError::Unsupported { path: name.to_owned(), what: format!("this public key ({e})") })?;
         Ok(Self { verifying, name: name.to_owned() })
     }
 }
@@ -121,10 +119,8 @@ impl PrivateKey {
                  (`openssl pkcs8 -topk8 -nocrypt` converts an EC PRIVATE KEY)"
             )));
         };
-        let signing = SigningKey::from_pkcs8_der(&pkcs8).map_err(|_| KeyError::Unsupported {
-            path: name.to_owned(),
-            what: describe_pkcs8(&pkcs8),
-        })?;
+        let signing = SigningKey::from_pkcs8_der(&pkcs8)
+            .map_err(|_| KeyError::Unsupported { path: name.to_owned(), what: describe_pkcs8(&pkcs8) })?;
         let public = PublicKey { verifying: *signing.verifying_key(), name: name.to_owned() };
         Ok(Self { signing, public })
     }
@@ -194,7 +190,7 @@ fn decrypt(envelope: &[u8], password: Option<&str>, name: &str) -> Result<Vec<u8
     };
     let (salt, nonce, ciphertext) = (b64("salt", &e.kdf.salt)?, b64("nonce", &e.cipher.nonce)?, b64("ciphertext", &e.ciphertext)?);
     let n = e.kdf.params.N;
-    if !n.is_power_of_two() || n < 2 || n > (1 << 22) {
+    if !n.is_power_of_two() || !(2..=(1 << 22)).contains(&n) {
         return Err(malformed(format!("its scrypt N is {n}, not a power of two up to 2^22")));
     }
     let params = scrypt::Params::new(n.trailing_zeros() as u8, e.kdf.params.r, e.kdf.params.p, 32)
@@ -209,4 +205,68 @@ fn decrypt(envelope: &[u8], password: Option<&str>, name: &str) -> Result<Vec<u8
     cipher
         .decrypt(crypto_secretbox::Nonce::from_slice(&nonce), ciphertext.as_slice())
         .map_err(|_| KeyError::WrongPassword { path: name.to_owned(), password_set: password.is_some() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::payload;
+
+    fn vector(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/data/cosign/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    /// Signs with the key and checks the signature with its public half.
+    fn round_trip(key: &PrivateKey) {
+        let repo: crate::core::ident::Repository = "ghcr.io/acme/app".parse().unwrap();
+        let digest = crate::core::ident::Digest::of(b"capsule");
+        let p = payload::payload(&repo, &digest);
+        assert_eq!(payload::check(&key.public, &digest, &p, &payload::sign(key, &p)), Ok(()));
+    }
+
+    #[test]
+    fn keys_made_by_cosign_and_sigstore_rs_open_with_their_passwords() {
+        for (file, password) in [
+            ("cosign-keys-test-sigstore.key", Some("hello")),
+            ("cosign-keys-test-cosign-label.key", Some("hello")),
+            ("sigstore-rs-cosign-generated-empty-password.key", None),
+            ("sigstore-rs-cosign-generated-empty-password.key", Some("")),
+            ("sigstore-rs-ecdsa-encrypted.key", Some("123")),
+            ("sigstore-rs-ecdsa-unencrypted.key", None),
+        ] {
+            let key = PrivateKey::from_pem(&vector(file), password, file).unwrap_or_else(|e| panic!("{file}: {e}"));
+            round_trip(&key);
+            assert!(!format!("{key:?}").contains("BEGIN"), "Debug shows no key material");
+        }
+    }
+
+    #[test]
+    fn wrong_passwords_and_unsupported_keys_are_named() {
+        let e = PrivateKey::from_pem(&vector("cosign-keys-test-sigstore.key"), Some("wrong"), "cosign.key").unwrap_err();
+        assert!(matches!(e, KeyError::WrongPassword { password_set: true, .. }), "{e}");
+        assert!(e.to_string().contains("COSIGN_PASSWORD is set but wrong"), "{e}");
+        let e = PrivateKey::from_pem(&vector("sigstore-rs-ecdsa-encrypted.key"), None, "cosign.key").unwrap_err();
+        assert!(e.to_string().contains("not set, and the key has a password"), "{e}");
+        let e = PrivateKey::from_pem(&vector("cosign-keys-test-rsa-pkcs8.key"), None, "rsa.key").unwrap_err();
+        assert_eq!(e.to_string(), "rsa.key: an RSA key is not supported; use an ECDSA P-256 key, as `cosign generate-key-pair` makes");
+        let e = PrivateKey::from_pem(&vector("cosign-keys-test-ec-sec1.key"), Some("hello"), "sec1.key").unwrap_err();
+        assert!(matches!(e, KeyError::Unsupported { .. }), "{e}");
+        for (text, expected) in [
+            ("not a key", "is not a PEM key file"),
+            ("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "holds a public key"),
+            ("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\ne30=\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n", "not cosign's"),
+        ] {
+            let e = PrivateKey::from_pem(text, Some("x"), "k").unwrap_err().to_string();
+            assert!(e.contains(expected), "{e}");
+        }
+    }
+
+    #[test]
+    fn public_keys_are_pkix_pem() {
+        let key = PrivateKey::from_pem(&vector("sigstore-rs-ecdsa-unencrypted.key"), None, "k").unwrap();
+        let pem = key.public.verifying.to_public_key_pem(p256::pkcs8::LineEnding::LF).unwrap();
+        let public = PublicKey::from_pem(&pem, "cosign.pub").unwrap();
+        assert_eq!(public.fingerprint(), key.public.fingerprint());
+        assert!(PublicKey::from_pem(&vector("sigstore-rs-ecdsa-unencrypted.key"), "k").is_err(), "a private key is not a public key");
+    }
 }

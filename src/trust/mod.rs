@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::anyhow;
 
 pub use self::fetch::fetch;
-use crate::core::ident::Digest;
+use crate::core::ident::{Digest, Repository};
 use crate::core::reference::Reference;
 use crate::core::release::ReleaseDoc;
 use crate::core::unpack::UnpackedFile;
@@ -22,6 +22,7 @@ use crate::core::verify::{self, CapsuleManifest, ChartLayerFiles, Checks, Expect
 use crate::failure::Failure;
 use crate::layout::{Replaceable, Staged};
 use crate::registry::RegistryClient;
+use crate::sign::{self, keys::PublicKey};
 
 /// A capsule that passed steps 1 to 3.
 #[derive(Debug, Clone)]
@@ -72,16 +73,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| Failure::failed(anyhow!("a worker thread failed: {e}")))
 }
 
-/// All four steps: `capsule` must be the release of `image` (a `git-<sha>`
-/// tag), whose digest must be `image_digest` when given.
-pub async fn verify<C: RegistryClient>(
-    client: &C,
-    capsule: &Reference,
-    image: &Reference,
-    image_digest: Option<&Digest>,
-    tree: &Path,
-    work: &Path,
-) -> Result<Verdict, Failure> {
+/// What a verification asks: is `capsule` the release of `image` (a
+/// `git-<sha>` tag), whose digest must be `image_digest` when given, and
+/// signed by `public_key` when given?
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    pub capsule: &'a Reference,
+    pub image: &'a Reference,
+    pub image_digest: Option<&'a Digest>,
+    pub public_key: Option<&'a PublicKey>,
+}
+
+/// Every step of spec section 8.
+pub async fn verify<C: RegistryClient>(client: &C, q: Question<'_>, tree: &Path, work: &Path) -> Result<Verdict, Failure> {
+    let (capsule, image) = (q.capsule, q.image);
     let image_tag = image.tag.clone().ok_or_else(|| Failure::input(anyhow!("--image {image}: give the release tag, git-<sha>")))?;
     let mut checks = Checks::default();
     let fetched = fetch(client, capsule, tree, work, &mut checks).await?;
@@ -91,7 +96,7 @@ pub async fn verify<C: RegistryClient>(
             image: image.repo.clone(),
             resolved_image_digest: client.resolve(&image.repo, &image_tag).await.map_err(Failure::from)?,
             image_tag,
-            image_digest: image_digest.cloned(),
+            image_digest: q.image_digest.cloned(),
             capsule: capsule.repo.clone(),
             capsule_tag: capsule.tag.clone(),
         };
@@ -106,22 +111,36 @@ pub async fn verify<C: RegistryClient>(
             unpacked.chart.as_ref(),
         );
         resolved_image_digest = expect.resolved_image_digest;
+        if let (Some(key), Some(digest)) = (q.public_key, &fetched.digest) {
+            check_signature(client, &mut checks, &capsule.repo, digest, key).await?;
+        }
     }
     Ok(Verdict { capsule: capsule.clone(), digest: fetched.digest, release, resolved_image_digest, checks })
 }
 
-/// [`verify`], unpacking into `output` only when the capsule is verified.
-pub async fn verify_into<C: RegistryClient>(
+/// Check 5 of spec section 8: a valid signature by `key` (spec section 9).
+pub async fn check_signature<C: RegistryClient>(
     client: &C,
-    capsule: &Reference,
-    image: &Reference,
-    image_digest: Option<&Digest>,
-    output: Option<&Path>,
-) -> Result<Verdict, Failure> {
+    checks: &mut Checks,
+    repo: &Repository,
+    digest: &Digest,
+    key: &PublicKey,
+) -> Result<bool, Failure> {
+    let finding = sign::find(client, repo, digest, key).await.map_err(Failure::from)?;
+    Ok(checks.that(
+        "signature",
+        finding == sign::Finding::Signed,
+        format_args!("a valid signature by {}", key.describe()),
+        finding.describe(),
+    ))
+}
+
+/// [`verify`], unpacking into `output` only when the capsule is verified.
+pub async fn verify_into<C: RegistryClient>(client: &C, q: Question<'_>, output: Option<&Path>) -> Result<Verdict, Failure> {
     let staged = output.map(stage_output).transpose()?;
     let work = crate::scratch::WorkDir::new()?;
     let tree = staged.as_ref().map_or_else(|| work.path().join("tree"), |s| s.dir.clone());
-    let verdict = verify(client, capsule, image, image_digest, &tree, work.path()).await?;
+    let verdict = verify(client, q, &tree, work.path()).await?;
     if let Some(staged) = staged.filter(|_| verdict.verified()) {
         staged.commit(Replaceable::Nothing).map_err(Failure::failed)?;
     }

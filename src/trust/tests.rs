@@ -98,7 +98,8 @@ impl World {
     }
 
     async fn verify(&self, capsule: &Reference, image_digest: Option<&Digest>, output: Option<&Path>) -> Result<Verdict, Failure> {
-        verify_into(&self.reg, capsule, &self.image_ref(), image_digest, output).await
+        let image = self.image_ref();
+        verify_into(&self.reg, Question { capsule, image: &image, image_digest, public_key: None }, output).await
     }
 
     fn listing(&self) -> BTreeSet<String> {

@@ -24,6 +24,7 @@ from harness.evil_registry import EvilRegistry, gzip_bomb_layer
 from harness.fake_github import FakeGitHub
 from harness.fault_proxy import FaultProxy
 from harness.registry import Registry
+from serve_support import Server
 from verify_support import TAG as RELEASE_TAG, World
 
 # A test that hangs (a client retrying forever, a server that never answers)
@@ -155,6 +156,20 @@ def world(registry, repo_name, skopeo, run_cli, repo_root, tmp_path) -> World:
     w = World(registry, skopeo, run_cli, repo_root / "examples/charts/hello", tmp_path, image, f"{image}-release-capsule", "")
     w.image_digest = w.push_image_tag(RELEASE_TAG)
     return w
+
+
+@pytest.fixture
+def serve(bin_path, cli_env):
+    started: list[Server] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Server:
+        s = Server(bin_path, *args, env={**cli_env, **(env or {})})
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
 
 
 # -- inputs ------------------------------------------------------------------

@@ -86,6 +86,7 @@ mod tests {
             on_conflict: OnConflict::Fail,
             dry_run: false,
             allow_missing_image: false,
+            signing_key: None,
         }
     }
 

@@ -69,6 +69,8 @@ pub struct PublishOutcome {
     pub message: String,
     /// HTTP requests made to registries (retries and token requests included).
     pub http_requests: u64,
+    /// What signing did, when a key was given (spec section 9).
+    pub signature: Option<crate::sign::Signed>,
 }
 
 /// The whole publish flow against the real registry.
@@ -93,6 +95,10 @@ pub fn run(args: &PublishArgs, env: Env) -> Result<(), Failure> {
             dry_run: outcome.dry_run,
             message: &outcome.message,
             http_requests: outcome.http_requests,
+            signature: outcome.signature.as_ref().map(|sig| match sig {
+                crate::sign::Signed::AlreadySigned { tag } => SignatureJson { tag, pushed: false },
+                crate::sign::Signed::Pushed { tag, .. } => SignatureJson { tag, pushed: true },
+            }),
         });
     } else {
         println!("{}", outcome.message);
@@ -113,6 +119,14 @@ struct PublishJson<'a> {
     dry_run: bool,
     message: &'a str,
     http_requests: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<SignatureJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SignatureJson<'a> {
+    tag: &'a str,
+    pushed: bool,
 }
 
 /// The flow of the module docs, against any registry client.
@@ -200,6 +214,24 @@ pub async fn publish_with<R: RegistryClient>(
     if image_needs_push {
         message = format!("{push_verb} image {}:{tag} ({}); {message}", c.image, image.digest);
     }
+    // Sign what the tag names when that is this run's capsule; a capsule of the
+    // same release that another run published is its publisher's to sign.
+    let ours_is_tagged = raced.is_none() && !matches!(action, CapsuleAction::KeepSameRelease(_));
+    let signature = match (&s.signing_key, s.dry_run, ours_is_tagged) {
+        (Some(key), false, true) => {
+            let signed = crate::sign::sign(registry, &c.capsule, &built.digest, key, cancel).await?;
+            message = match &signed {
+                crate::sign::Signed::AlreadySigned { tag } => format!("{message}; already signed by this key ({tag})"),
+                crate::sign::Signed::Pushed { tag, .. } => format!("{message}; signed ({tag})"),
+            };
+            Some(signed)
+        }
+        (Some(_), false, false) => {
+            message = format!("{message}; not signed: the tag names a capsule this run did not build");
+            None
+        }
+        _ => None,
+    };
     if s.dry_run {
         message = format!("dry run, nothing pushed: {message}");
     }
@@ -212,6 +244,7 @@ pub async fn publish_with<R: RegistryClient>(
         warnings: package.warnings,
         message,
         http_requests: 0,
+        signature,
     })
 }
 
@@ -300,6 +333,7 @@ fn package_only(s: &PublishSettings, package: Package) -> Result<PublishOutcome,
         warnings: package.warnings,
         message,
         http_requests: 0,
+        signature: None,
     })
 }
 
