@@ -31,6 +31,73 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the public key (cosign.pub) of a signing key, as `cosign public-key --key` does.
     PublicKey(PublicKeyArgs),
+    /// Write a published capsule's release as Git freight (git-<sha>/ and current/) in one commit.
+    ExportFreight(ExportFreightArgs),
+    /// Write a legacy-gitflow gate record (merged/git-<sha>.yaml and current.yaml) in one commit.
+    RecordGate(RecordGateArgs),
+}
+
+/// Where GitOps records go. The token comes from GITOPS_TOKEN, the API from
+/// GITHUB_API_URL (default https://api.github.com).
+#[derive(Debug, Args, Clone)]
+pub struct GitOpsArgs {
+    /// The GitOps repository, owner/name; GITOPS_TOKEN must hold Contents: read and write on it.
+    #[arg(long)]
+    pub gitops_repository: String,
+    /// The branch the records are committed to.
+    #[arg(long, default_value = "main")]
+    pub gitops_branch: String,
+    /// Commit author and committer, `Name <email>` [default: github-actions[bot]].
+    #[arg(long)]
+    pub commit_author: Option<String>,
+    /// The workflow run to name in the commit message.
+    #[arg(long)]
+    pub run_url: Option<String>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportFreightArgs {
+    /// The published capsule: <repo>:git-<sha> or <repo>@<digest>. It is verified
+    /// against the image its release.yaml names before anything is written.
+    #[arg(long)]
+    pub capsule: String,
+    /// The freight directory in the GitOps repository (e.g. warehouses/my-app/freight).
+    #[arg(long)]
+    pub freight_path: String,
+    /// What to do when git-<sha>/ already holds a different release.
+    #[arg(long, value_enum, default_value_t = OnConflict::Fail)]
+    pub on_conflict: OnConflict,
+    /// Move current/ to this release even when it holds a newer one.
+    #[arg(long)]
+    pub force_current: bool,
+    /// Also require a valid cosign signature by this public key (cosign.pub).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub gitops: GitOpsArgs,
+    #[command(flatten)]
+    pub auth: RegistryAuthArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordGateArgs {
+    /// The full 40-hex commit that was pushed to the gate branch.
+    #[arg(long)]
+    pub sha: String,
+    /// The gate branch it was pushed to (staging, test, levelbuilder, production...).
+    #[arg(long)]
+    pub branch: String,
+    /// The gate directory in the GitOps repository (e.g. warehouses/my-app/legacy-gitflow).
+    #[arg(long)]
+    pub gate_path: String,
+    /// When it was pushed, RFC 3339 [default: now]. Kept from the first record for this commit.
+    #[arg(long)]
+    pub merged_at: Option<String>,
+    #[command(flatten)]
+    pub gitops: GitOpsArgs,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod core;
 pub mod failure;
 pub mod github;
+pub mod gitops;
 pub mod image_layout;
 pub mod layout;
 pub mod registry;

@@ -18,6 +18,8 @@ fn main() -> ExitCode {
         Command::Action => release_capsule::action::run(&process_env),
         Command::Serve(args) => release_capsule::serve::run(args),
         Command::PublicKey(args) => commands::public_key::run(args, &process_env),
+        Command::ExportFreight(args) => commands::gitops::export::run(args, &process_env),
+        Command::RecordGate(args) => commands::gitops::gate::run(args, &process_env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

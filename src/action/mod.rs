@@ -4,6 +4,7 @@
 //! commit status. Only a failed publish (or bad input) fails the step;
 //! reporting problems become warnings.
 
+pub mod gitops;
 pub mod outputs;
 pub mod problems;
 pub mod reporting;
@@ -88,7 +89,7 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
         }
     });
     let gh = &s.github;
-    let client = match OctocrabGitHub::new(&gh.api_url, gh.token.as_ref(), &gh.owner, &gh.repo, notify) {
+    let client = match OctocrabGitHub::new(&gh.api_url, gh.token.as_ref(), &gh.owner, &gh.repo, notify.clone()) {
         Ok(c) => Some(c),
         Err(e) => {
             log.warning("release-capsule: GitHub API", &format!("{e}; nothing is reported to GitHub"));
@@ -131,6 +132,29 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
     let result = publish(&s.publish, Some(&dates as &dyn CommitDateSource), cancel).await;
     log.end_group();
 
+    for note in &s.gitops_notes {
+        log.info(note);
+    }
+    let records = match (&s.gitops, &result) {
+        (Some(plan), Ok(o)) if gitops::has_release(o) => {
+            log.group(&format!("Record git-{} in {}", sha.short(), plan.target.repository));
+            let written = cancel.guard("writing the GitOps records", gitops::record(s, plan, o, notify.clone())).await;
+            log.end_group();
+            match &written {
+                Ok(w) => {
+                    log.info(&format!("GitOps records: {}", w.describe()));
+                    for note in &w.notes {
+                        log.warning("release-capsule: GitOps records", note);
+                    }
+                }
+                Err(f) => log.error("release-capsule: GitOps records not written", &f.to_string()),
+            }
+            Some(written)
+        }
+        _ => None,
+    };
+    let records_view = records.as_ref().map(Result::as_ref);
+
     let outcome = result.as_ref();
     let problems = problems::problems(s, outcome);
     for p in &problems {
@@ -144,20 +168,20 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
 
     let mut step_failure = None;
     if let Some(path) = &s.output_file {
-        if let Err(e) = outputs::append(path, &verdict::outputs(outcome)) {
+        if let Err(e) = outputs::append(path, &verdict::outputs(outcome, records_view)) {
             step_failure = Some(Failure::failed(e));
         }
     } else {
         log.debug("GITHUB_OUTPUT is not set: no step outputs");
     }
 
-    let mut markdown = summary::markdown(s, outcome, &problems);
+    let mut markdown = summary::markdown(s, outcome, &problems) + &summary::records_markdown(records_view, &s.gitops_notes);
     let annotations: Vec<_> = problems.iter().map(problems::Problem::check_annotation).collect();
     if cancel.is_cancelled() {
         // Cancelled before or during publish: conclude at once, within the deadline.
-        finish_within_deadline(&mut reporter, &verdict::verdict(s, outcome), &markdown, &annotations).await;
+        finish_within_deadline(&mut reporter, &verdict::verdict(s, outcome, records_view), &markdown, &annotations).await;
     } else {
-        let verdict = verdict::verdict(s, outcome);
+        let verdict = verdict::verdict(s, outcome, records_view);
         let finished = cancel.guard("reporting", async {
             reporter.finish(&verdict, &markdown, &annotations, &crate::clock::now_rfc3339()).await;
             Ok(())
@@ -184,6 +208,9 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
     }
 
     result?;
+    if let Some(Err(f)) = records {
+        return Err(f);
+    }
     step_failure.map_or(Ok(()), Err)
 }
 

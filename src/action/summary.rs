@@ -6,7 +6,7 @@ use crate::report::human_size;
 
 use super::problems::Problem;
 use super::settings::ActionSettings;
-use super::verdict::Outcome;
+use super::verdict::{Outcome, Records};
 
 /// `text` as inline code, with a fence longer than any backtick run inside.
 fn code(text: &str) -> String {
@@ -121,6 +121,39 @@ pub fn markdown(s: &ActionSettings, outcome: Outcome, problems: &[Problem]) -> S
             let at = p.line.map_or_else(|| p.file.clone(), |l| format!("{}:{l}", p.file));
             md.push_str(&format!("- {} {}: {}\n", if p.error { "error" } else { "warning" }, code(&at), cell(&p.message)));
         }
+    }
+    md
+}
+
+/// The GitOps records section: the commit and the paths it wrote, what was
+/// already recorded, or why nothing was.
+pub fn records_markdown(records: Records, notes: &[String]) -> String {
+    let mut md = String::new();
+    match records {
+        Some(Ok(w)) => {
+            let place = format!("{} {}", code(&w.repository), code(&w.branch));
+            match &w.commit {
+                Some(c) => md.push_str(&format!("\n**GitOps records** committed to {place} as {}:\n\n", code(c))),
+                None => md.push_str(&format!("\n**GitOps records** already recorded in {place}: no commit.\n\n")),
+            }
+            for path in &w.written {
+                md.push_str(&format!("- wrote {}\n", code(path)));
+            }
+            for path in &w.kept {
+                md.push_str(&format!("- kept {} (already as it should be)\n", code(path)));
+            }
+            for note in &w.notes {
+                md.push_str(&format!("- {}\n", cell(note)));
+            }
+        }
+        Some(Err(f)) => {
+            md.push_str("\n**GitOps records** not written: nothing was committed.\n\n");
+            md.push_str(&block("text", &format!("{:#}", f.error)));
+        }
+        None => {}
+    }
+    for note in notes {
+        md.push_str(&format!("\n{}\n", cell(note)));
     }
     md
 }

@@ -5,11 +5,15 @@
 use crate::commands::publish::PublishOutcome;
 use crate::failure::{Failure, FailureKind};
 use crate::github::{truncate_chars, Conclusion, StatusState, MAX_STATUS_DESCRIPTION};
+use crate::gitops::Written;
 
 use super::settings::ActionSettings;
 
 /// The publish result as the step reports it.
 pub type Outcome<'a> = Result<&'a PublishOutcome, &'a Failure>;
+
+/// The GitOps records, when the run wrote (or tried to write) any.
+pub type Records<'a> = Option<Result<&'a Written, &'a Failure>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -35,7 +39,35 @@ fn make(conclusion: Conclusion, state: StatusState, title: String, description: 
     Verdict { conclusion, state, title: truncate_chars(&title, 120), description: truncate_chars(&description, MAX_STATUS_DESCRIPTION) }
 }
 
-pub fn verdict(s: &ActionSettings, outcome: Outcome) -> Verdict {
+/// The verdict on publishing, then on the GitOps records: a release that was
+/// published but not recorded fails the run, since the promotion that reads
+/// the records will not see it.
+pub fn verdict(s: &ActionSettings, outcome: Outcome, records: Records) -> Verdict {
+    let published = publish_verdict(s, outcome);
+    let tag = short_tag(s);
+    match records {
+        None => published,
+        Some(Err(f)) if f.kind == FailureKind::Cancelled => cancelled(s, &headline(f)),
+        Some(Err(f)) => {
+            let why = headline(f);
+            make(
+                Conclusion::Failure,
+                StatusState::Failure,
+                format!("{tag} in the registry; GitOps records failed: {why}"),
+                format!("{tag} in the registry; GitOps records failed: {why}"),
+            )
+        }
+        Some(Ok(w)) => {
+            let recorded = match &w.commit {
+                Some(c) => format!("recorded in {} ({})", w.repository, c.get(..7).unwrap_or(c)),
+                None => format!("already recorded in {}", w.repository),
+            };
+            make(published.conclusion, published.state, format!("{}; {recorded}", published.title), published.description)
+        }
+    }
+}
+
+fn publish_verdict(s: &ActionSettings, outcome: Outcome) -> Verdict {
     let tag = short_tag(s);
     match outcome {
         Ok(o) if o.image_missing => make(
@@ -81,7 +113,15 @@ pub fn cancelled(s: &ActionSettings, why: &str) -> Verdict {
 }
 
 /// The step outputs, in action.yml's order.
-pub fn outputs(outcome: Outcome) -> Vec<(&'static str, String)> {
+pub fn outputs(outcome: Outcome, records: Records) -> Vec<(&'static str, String)> {
+    let mut out = publish_outputs(outcome);
+    if let Some(Ok(w)) = records {
+        out.push(("gitops-commit", w.commit.clone().unwrap_or_default()));
+    }
+    out
+}
+
+fn publish_outputs(outcome: Outcome) -> Vec<(&'static str, String)> {
     match outcome {
         Ok(o) if o.image_missing => {
             vec![("tag", o.report.tag.clone()), ("package-digest", o.report.package_digest.clone()), ("published", "false".to_owned())]
@@ -165,19 +205,20 @@ pub(super) mod tests {
     #[test]
     fn verdicts_and_descriptions() {
         let s = settings();
-        let v = verdict(&s, Ok(&outcome(true, false)));
+        let v = verdict(&s, Ok(&outcome(true, false)), None);
         assert_eq!((v.conclusion, v.state), (Conclusion::Success, StatusState::Success));
         assert_eq!(v.description, "sha256:1a2b3c4d5e6f… git-ec26c3e published");
-        let v = verdict(&s, Ok(&outcome(false, false)));
+        let v = verdict(&s, Ok(&outcome(false, false)), None);
         assert_eq!(v.description, "sha256:1a2b3c4d5e6f… git-ec26c3e already published");
-        let v = verdict(&s, Ok(&outcome(false, true)));
+        let v = verdict(&s, Ok(&outcome(false, true)), None);
         assert_eq!(v.conclusion, Conclusion::Neutral);
         let long = Failure::input(anyhow::anyhow!("{}", "x".repeat(500)));
-        let v = verdict(&s, Err(&long));
+        let v = verdict(&s, Err(&long), None);
         assert_eq!((v.conclusion, v.state), (Conclusion::Failure, StatusState::Failure));
         assert_eq!(v.description.chars().count(), 140);
         assert!(v.description.starts_with("git-ec26c3e failed: xxx") && v.description.ends_with('…'));
-        for v in [verdict(&s, Ok(&outcome(true, false))), verdict(&s, Ok(&outcome(false, true))), verdict(&s, Err(&long))] {
+        for v in [verdict(&s, Ok(&outcome(true, false)), None), verdict(&s, Ok(&outcome(false, true)), None), verdict(&s, Err(&long), None)]
+        {
             assert!(v.description.chars().count() <= MAX_STATUS_DESCRIPTION, "{}", v.description);
         }
     }
@@ -187,13 +228,13 @@ pub(super) mod tests {
         let s = settings();
         let mut o = outcome(false, true);
         o.image_missing = true;
-        let v = verdict(&s, Ok(&o));
+        let v = verdict(&s, Ok(&o), None);
         assert_eq!((v.conclusion, v.state), (Conclusion::Neutral, StatusState::Success));
         assert!(v.title.contains("without its image"), "{}", v.title);
-        let names: Vec<&str> = outputs(Ok(&o)).into_iter().map(|(n, _)| n).collect();
+        let names: Vec<&str> = outputs(Ok(&o), None).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["tag", "package-digest", "published"]);
         let f = Failure::cancelled(anyhow::anyhow!("cancelled by SIGINT while uploading the image's blobs"));
-        let v = verdict(&s, Err(&f));
+        let v = verdict(&s, Err(&f), None);
         assert_eq!((v.conclusion, v.state), (Conclusion::Cancelled, StatusState::Error));
         assert_eq!(v.description, "git-ec26c3e cancelled: cancelled by SIGINT while uploading the image's blobs");
     }
@@ -201,11 +242,31 @@ pub(super) mod tests {
     #[test]
     fn outputs_for_success_and_failure() {
         let o = outcome(true, false);
-        let out = outputs(Ok(&o));
+        let out = outputs(Ok(&o), None);
         let names: Vec<&str> = out.iter().map(|(n, _)| *n).collect();
         assert_eq!(names, ["digest", "ref", "tag", "image-digest", "package-digest", "created", "published"]);
         assert_eq!(out[6].1, "true");
         let f = Failure::input(anyhow::anyhow!("x"));
-        assert_eq!(outputs(Err(&f)), vec![("published", "false".to_owned())]);
+        assert_eq!(outputs(Err(&f), None), vec![("published", "false".to_owned())]);
+    }
+
+    #[test]
+    fn records_extend_the_verdict_and_their_failure_fails_the_run() {
+        let s = settings();
+        let o = outcome(true, false);
+        let w = Written {
+            repository: "acme/gitops".into(),
+            branch: "main".into(),
+            commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+            ..Written::default()
+        };
+        let v = verdict(&s, Ok(&o), Some(Ok(&w)));
+        assert_eq!(v.conclusion, Conclusion::Success);
+        assert!(v.title.ends_with("; recorded in acme/gitops (0123456)"), "{}", v.title);
+        assert_eq!(outputs(Ok(&o), Some(Ok(&w))).last().unwrap(), &("gitops-commit", w.commit.clone().unwrap()));
+        let f = Failure::input(anyhow::anyhow!("acme/gitops: the token may not create blob (403: Resource not accessible)"));
+        let v = verdict(&s, Ok(&o), Some(Err(&f)));
+        assert_eq!((v.conclusion, v.state), (Conclusion::Failure, StatusState::Failure));
+        assert!(v.description.starts_with("git-ec26c3e in the registry; GitOps records failed: acme/gitops"), "{}", v.description);
     }
 }

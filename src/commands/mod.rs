@@ -1,6 +1,7 @@
 //! One module per subcommand. Each resolves its settings, runs, and reports.
 
 pub mod build;
+pub mod gitops;
 pub mod public_key;
 pub mod publish;
 pub mod pull;

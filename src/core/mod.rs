@@ -9,6 +9,7 @@ pub mod image_date;
 pub mod manifest;
 pub mod package;
 pub mod provenance;
+pub mod quoted_yaml;
 pub mod reference;
 pub mod release;
 pub mod sbom;

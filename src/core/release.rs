@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use super::quoted_yaml::QuotedYaml;
+
 use super::ident::{Digest, GitSha, Repository, SourceUrl};
 use super::package::{ChartInfo, PackageKind};
 use super::timestamp::Created;
@@ -38,53 +40,40 @@ impl Release {
 
 /// A double-quoted YAML scalar. JSON string escapes are a subset of YAML's
 /// double-quoted escapes, so serde_json's quoting is exact here.
-fn q(s: &str) -> String {
-    serde_json::Value::from(s).to_string()
-}
 
 /// release.yaml text. Key order and quoting are fixed: every scalar is a string,
 /// so no reader turns an all-digit sha into a number.
 pub fn render(r: &Release) -> String {
     let tag = r.tag();
-    let mut out = String::with_capacity(1024);
-    let mut line = |indent: usize, key: &str, value: Option<&str>| {
-        out.push_str(&" ".repeat(indent));
-        out.push_str(key);
-        out.push(':');
-        if let Some(v) = value {
-            out.push(' ');
-            out.push_str(&q(v));
-        }
-        out.push('\n');
-    };
-    line(0, "schemaVersion", Some(SCHEMA_VERSION));
-    line(0, "gitCommit", Some(r.git_commit.as_str()));
-    line(0, "created", Some(&r.created.to_string()));
-    line(0, "source", None);
-    line(2, "repoURL", Some(r.source.as_str()));
-    line(0, "image", None);
-    line(2, "repoURL", Some(&r.image.to_string()));
-    line(2, "tag", Some(&tag));
-    line(2, "digest", Some(r.image_digest.as_str()));
-    line(0, "capsule", None);
-    line(2, "repoURL", Some(&r.capsule.to_string()));
-    line(2, "tag", Some(&tag));
-    line(0, "package", None);
-    line(2, "kind", Some(r.package_kind.as_str()));
-    line(2, "path", Some(&r.package_path()));
-    line(2, "digest", Some(r.package_digest.as_str()));
+    let mut y = QuotedYaml::new();
+    y.scalar(0, "schemaVersion", SCHEMA_VERSION);
+    y.scalar(0, "gitCommit", r.git_commit.as_str());
+    y.scalar(0, "created", &r.created.to_string());
+    y.map(0, "source");
+    y.scalar(2, "repoURL", r.source.as_str());
+    y.map(0, "image");
+    y.scalar(2, "repoURL", &r.image.to_string());
+    y.scalar(2, "tag", &tag);
+    y.scalar(2, "digest", r.image_digest.as_str());
+    y.map(0, "capsule");
+    y.scalar(2, "repoURL", &r.capsule.to_string());
+    y.scalar(2, "tag", &tag);
+    y.map(0, "package");
+    y.scalar(2, "kind", r.package_kind.as_str());
+    y.scalar(2, "path", &r.package_path());
+    y.scalar(2, "digest", r.package_digest.as_str());
     if let Some(chart) = &r.chart {
-        line(2, "chart", None);
-        line(4, "name", Some(&chart.name));
-        line(4, "version", Some(&chart.version));
+        y.map(2, "chart");
+        y.scalar(4, "name", &chart.name);
+        y.scalar(4, "version", &chart.version);
         if let Some(app) = &chart.app_version {
-            line(4, "appVersion", Some(app));
+            y.scalar(4, "appVersion", app);
         }
     }
-    line(0, "metadata", None);
-    line(2, "sbomPath", Some(SBOM_PATH));
-    line(2, "provenancePath", Some(PROVENANCE_PATH));
-    out
+    y.map(0, "metadata");
+    y.scalar(2, "sbomPath", SBOM_PATH);
+    y.scalar(2, "provenancePath", PROVENANCE_PATH);
+    y.finish()
 }
 
 /// release.yaml as read back, every field optional, so a verifier can name

@@ -69,12 +69,17 @@ impl OctocrabGitHub {
         Ok(Self { client, owner: owner.to_owned(), repo: repo.to_owned(), policy: Policy::default(), notify })
     }
 
+    /// `owner/repo`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.owner, self.repo)
+    }
+
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
     }
 
-    fn route(&self, rest: &str) -> String {
+    pub(super) fn route(&self, rest: &str) -> String {
         format!("/repos/{}/{}/{rest}", self.owner, self.repo)
     }
 
@@ -103,7 +108,7 @@ impl OctocrabGitHub {
     }
 
     /// Sends until the policy says done or give up; the successful answer.
-    async fn call<B: Serialize + Sync>(
+    pub(super) async fn call<B: Serialize + Sync>(
         &self,
         operation: &'static str,
         permission: &'static str,

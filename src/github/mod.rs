@@ -1,14 +1,29 @@
-//! The GitHub API edge: check runs and commit statuses (and a commit's date).
-//! Flows are written against the small [`ChecksApi`] trait so they run against
-//! fakes in tests; [`client::OctocrabGitHub`] is the real one.
+//! The GitHub API edge: check runs and commit statuses (and a commit's date),
+//! and the Git Data API that GitOps records are written with. Flows are
+//! written against small traits ([`ChecksApi`], [`git_data::GitData`]) so they
+//! run against fakes in tests; [`client::OctocrabGitHub`] is the real one.
 
 pub mod client;
+pub mod git_data;
 pub mod retry;
 
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::core::ident::GitSha;
+
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+
+/// The API base (`GITHUB_API_URL`'s value, else api.github.com), checked: an
+/// http(s) URL with a host. GitHub Enterprise Server's `/api/v3` is kept.
+pub fn api_url(value: Option<&str>) -> Result<String, String> {
+    let url = value.unwrap_or(DEFAULT_API_URL).trim().trim_end_matches('/').to_owned();
+    let ok = url.parse::<http::Uri>().ok().is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some());
+    if !ok {
+        return Err(format!("{url:?} is not an http(s) URL such as https://api.github.com or https://ghe.example.com/api/v3"));
+    }
+    Ok(url)
+}
 
 /// The Checks API takes at most this many annotations per request.
 pub const MAX_ANNOTATIONS_PER_REQUEST: usize = 50;

@@ -86,11 +86,56 @@ pub struct Question<'a> {
 
 /// Every step of spec section 8.
 pub async fn verify<C: RegistryClient>(client: &C, q: Question<'_>, tree: &Path, work: &Path) -> Result<Verdict, Failure> {
-    let (capsule, image) = (q.capsule, q.image);
-    let image_tag = image.tag.clone().ok_or_else(|| Failure::input(anyhow!("--image {image}: give the release tag, git-<sha>")))?;
+    let image_tag = q.image.tag.clone().ok_or_else(|| Failure::input(anyhow!("--image {}: give the release tag, git-<sha>", q.image)))?;
+    let mut checks = Checks::default();
+    let fetched = fetch(client, q.capsule, tree, work, &mut checks).await?;
+    let (verdict, _) = check_fetched(client, q, image_tag, fetched, tree, checks).await?;
+    Ok(verdict)
+}
+
+/// Section 8 against the image the capsule's own release.yaml names,
+/// `<image.repoURL>:git-<gitCommit>`: whether the capsule is the release of
+/// the image it claims, with that image still where it says. What copying a
+/// release somewhere else (Git freight) needs. The unpacked files come back
+/// with the verdict.
+pub async fn verify_as_named<C: RegistryClient>(
+    client: &C,
+    capsule: &Reference,
+    public_key: Option<&PublicKey>,
+    tree: &Path,
+    work: &Path,
+) -> Result<(Verdict, Vec<UnpackedFile>), Failure> {
     let mut checks = Checks::default();
     let fetched = fetch(client, capsule, tree, work, &mut checks).await?;
-    let (mut release, mut resolved_image_digest) = (None, None);
+    let named = fetched.unpacked.as_ref().and_then(|_| {
+        let doc = crate::core::release::parse(&fs::read_to_string(tree.join(crate::core::release::RELEASE_FILE)).ok()?).ok()?;
+        let repo: Repository = doc.image.repo_url.as_deref()?.parse().ok()?;
+        let sha: crate::core::ident::GitSha = doc.git_commit.as_deref()?.parse().ok()?;
+        Some(Reference { repo, tag: Some(sha.tag()), digest: None })
+    });
+    let Some(image) = named else {
+        if fetched.unpacked.is_some() {
+            checks.that("release.yaml", false, "image.repoURL and gitCommit naming the release's image", "missing or invalid");
+        }
+        let verdict = Verdict { capsule: capsule.clone(), digest: fetched.digest, release: None, resolved_image_digest: None, checks };
+        return Ok((verdict, Vec::new()));
+    };
+    let tag = image.tag.clone().unwrap_or_default();
+    let q = Question { capsule, image: &image, image_digest: None, public_key };
+    check_fetched(client, q, tag, fetched, tree, checks).await
+}
+
+/// Step 4 (and the signature) on what steps 1 to 3 fetched.
+async fn check_fetched<C: RegistryClient>(
+    client: &C,
+    q: Question<'_>,
+    image_tag: String,
+    fetched: Fetched,
+    tree: &Path,
+    mut checks: Checks,
+) -> Result<(Verdict, Vec<UnpackedFile>), Failure> {
+    let (capsule, image) = (q.capsule, q.image);
+    let (mut release, mut resolved_image_digest, mut files) = (None, None, Vec::new());
     if let Some(unpacked) = fetched.unpacked {
         let expect = Expectations {
             image: image.repo.clone(),
@@ -114,8 +159,9 @@ pub async fn verify<C: RegistryClient>(client: &C, q: Question<'_>, tree: &Path,
         if let (Some(key), Some(digest)) = (q.public_key, &fetched.digest) {
             check_signature(client, &mut checks, &capsule.repo, digest, key).await?;
         }
+        files = unpacked.files;
     }
-    Ok(Verdict { capsule: capsule.clone(), digest: fetched.digest, release, resolved_image_digest, checks })
+    Ok((Verdict { capsule: capsule.clone(), digest: fetched.digest, release, resolved_image_digest, checks }, files))
 }
 
 /// Check 5 of spec section 8: a valid signature by `key` (spec section 9).

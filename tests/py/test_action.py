@@ -25,7 +25,8 @@ OLD_SHA = "0123456789abcdef0123456789abcdef01234567"
 INPUTS = (
     "image", "capsule-repository", "package-path", "package-kind", "sha", "image-layout", "sbom",
     "provenance", "registry-username", "registry-password", "github-token", "push", "on-conflict",
-    "check-name", "status-context", "report",
+    "check-name", "status-context", "report", "helm-layer", "signing-key", "gitops-repository", "gitops-branch",
+    "gitops-token", "gitops-author", "freight-path", "gate-path", "gate-branches",
 )
 
 

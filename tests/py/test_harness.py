@@ -623,6 +623,51 @@ def test_fake_github_rate_limits(fake_github):
 
 # -- helm, environment, run_cli -------------------------------------------------------
 
+def test_fake_github_git_data_is_git_itself(fake_github):
+    """The Git Data endpoints write with git plumbing, answer inside GitHub's
+    response schemas, and refuse what GitHub refuses."""
+    import base64
+    repo = fake_github.git.create("acme", "gitops")
+    base = "/repos/acme/gitops"
+    status, _, ref = gh(fake_github, "GET", f"{base}/git/ref/heads/main")
+    assert status == 200
+    head = ref["object"]["sha"]
+    _, _, commit = gh(fake_github, "GET", f"{base}/git/commits/{head}")
+    status, _, blob = gh(fake_github, "POST", f"{base}/git/blobs", {"content": base64.b64encode(b"hello\n").decode(), "encoding": "base64"})
+    # `printf 'hello\n' | git hash-object --stdin`
+    assert (status, blob["sha"]) == (201, "ce013625030ba8dba906f756967f9e9ca394464a")
+    status, _, tree = gh(fake_github, "POST", f"{base}/git/trees", {"base_tree": commit["tree"]["sha"], "tree": [
+        {"path": "a/b.txt", "mode": "100644", "type": "blob", "sha": blob["sha"]},
+        {"path": "a/c.txt", "mode": "100644", "type": "blob", "content": "inline\n"},
+        {"path": "README.md", "mode": "100644", "type": "blob", "sha": None}]})
+    assert status == 201, tree
+    status, _, listing = gh(fake_github, "GET", f"{base}/git/trees/{tree['sha']}?recursive=1")
+    assert [e["path"] for e in listing["tree"]] == ["a", "a/b.txt", "a/c.txt"], "README.md deleted"
+    status, _, bad = gh(fake_github, "POST", f"{base}/git/trees", {"base_tree": commit["tree"]["sha"], "tree": [
+        {"path": "nothing-here", "mode": "100644", "type": "blob", "sha": None}]})
+    assert status == 422, "deleting what the base does not have"
+    who = {"name": "a", "email": "a@example.com", "date": "2026-11-20T10:13:00Z"}
+    status, _, new = gh(fake_github, "POST", f"{base}/git/commits", {"message": "m\n", "tree": tree["sha"], "parents": [head],
+                                                                   "author": who, "committer": who})
+    assert status == 201 and new["author"] == who and new["message"] == "m\n"
+    status, _, again = gh(fake_github, "POST", f"{base}/git/commits", {"message": "m\n", "tree": tree["sha"], "parents": [head],
+                                                                     "author": who, "committer": who})
+    assert again["sha"] == new["sha"], "a commit with explicit dates is content-addressed"
+    status, _, moved = gh(fake_github, "PATCH", f"{base}/git/refs/heads/main", {"sha": new["sha"], "force": False})
+    assert (status, moved["object"]["sha"]) == (200, new["sha"])
+    status, _, refused = gh(fake_github, "PATCH", f"{base}/git/refs/heads/main", {"sha": head, "force": False})
+    assert (status, refused["message"]) == (422, "Update is not a fast forward")
+    assert repo.head("main") == new["sha"]
+    status, _, content = gh(fake_github, "GET", f"{base}/contents/a/c.txt?ref=main")
+    assert base64.b64decode(content["content"]) == b"inline\n"
+    assert gh(fake_github, "GET", "/repos/acme/elsewhere/git/ref/heads/main")[0] == 404
+    fake_github.git.grant("acme", "gitops", GH_HEADERS["Authorization"].split()[1], "read")
+    assert gh(fake_github, "POST", f"{base}/git/blobs", {"content": "x"})[0] == 403
+    assert gh(fake_github, "GET", f"{base}/git/ref/heads/main")[0] == 200
+    assert not fake_github.schema_errors and not fake_github.response_errors
+    subprocess.run(["git", "--git-dir", str(repo.path), "fsck", "--strict"], check=True, capture_output=True)
+
+
 def test_helm_chart_fixture_is_a_real_chart(helm_chart):
     import helm_python
 

@@ -87,19 +87,20 @@ class World:
         skopeo_push(self.skopeo, layout, tag, f"{self.image}:{tag}", self.creds)
         return digest
 
-    def build(self, *, sha: str = SHA, image_digest: str | None = None) -> tuple[Path, dict]:
+    def build(self, *, sha: str = SHA, image_digest: str | None = None, created: str = CREATED) -> tuple[Path, dict]:
         out = self._dir("capsule")
         proc = self.run_cli(
             "build", "--sha", sha, "--image", self.image, "--image-digest", image_digest or self.image_digest,
             "--capsule-repository", self.capsule, "--source-repository", SOURCE,
-            "--package-kind", self.kind, "--package-path", self.chart, "--output", out, "--created", CREATED, "--json",
+            "--package-kind", self.kind, "--package-path", self.chart, "--output", out, "--created", created, "--json",
         )
         assert proc.returncode == 0, proc.stderr
         return out, json.loads(proc.stdout)
 
-    def publish(self, *, sha: str = SHA, tag: str | None = None, image_digest: str | None = None) -> str:
+    def publish(self, *, sha: str = SHA, tag: str | None = None, image_digest: str | None = None,
+                created: str = CREATED) -> str:
         """`build` + `skopeo copy` to ``capsule:<tag>`` (default git-<sha>); returns the digest."""
-        out, report = self.build(sha=sha, image_digest=image_digest)
+        out, report = self.build(sha=sha, image_digest=image_digest, created=created)
         skopeo_push(self.skopeo, out, f"git-{sha}", f"{self.capsule}:{tag or f'git-{sha}'}", self.creds)
         return report["digest"]
 

@@ -35,6 +35,7 @@ import copy
 import itertools
 import json
 import re
+import tempfile
 import threading
 import time
 from collections import deque
@@ -47,8 +48,10 @@ from urllib.parse import urlsplit
 from jsonschema import Draft202012Validator, FormatChecker
 
 from . import SHARED_DIR, BackgroundServer, QuietHandler
+from .fake_git import GitRepos
 
 DEFAULT_OPERATIONS = SHARED_DIR / "github-api" / "operations.json"
+GIT_OPERATIONS = SHARED_DIR / "github-api" / "operations-git.json"
 DOCS = "https://docs.github.com/rest"
 SHA_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 
@@ -122,9 +125,15 @@ class _Route:
     pattern: re.Pattern
 
 
+# Parameters that may hold slashes: a ref ("heads/stage/staging") and a
+# contents path (empty for the repository root).
+_PARAM_PATTERNS = {"ref": ".+", "path": ".*"}
+
+
 def _route_pattern(path_template: str) -> re.Pattern:
     # "/repos/{owner}/{repo}/check-runs/{check_run_id}" -> named groups.
-    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path_template)
+    regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>{_PARAM_PATTERNS.get(m.group(1), '[^/]+')})",
+                   path_template)
     return re.compile(f"^{regex}$")
 
 
@@ -179,6 +188,7 @@ class FakeGitHub(BackgroundServer):
         self,
         *,
         operations_path: str | Path = DEFAULT_OPERATIONS,
+        git_operations_path: str | Path | None = GIT_OPERATIONS,
         mode: str = "ok",
         rate_limit_first_n: int = 0,
         secondary_rate_limit_first_n: int = 0,
@@ -186,8 +196,14 @@ class FakeGitHub(BackgroundServer):
         require_user_agent: bool = True,
     ) -> None:
         self.operations = load_operations(operations_path)
+        self.git_operations = set()
+        if git_operations_path is not None:
+            git_ops = load_operations(git_operations_path)
+            self.git_operations = set(git_ops)
+            self.operations.update(git_ops)
         self.request_validators = {
             op: validator(spec["request_schema"]) for op, spec in self.operations.items()
+            if spec["request_schema"] is not None
         }
         self.response_validators = {
             op: validator(spec["response_schema"]) for op, spec in self.operations.items()
@@ -215,6 +231,10 @@ class FakeGitHub(BackgroundServer):
         self._check_runs: dict[int, dict[str, Any]] = {}
         self._check_run_meta: dict[int, dict[str, Any]] = {}
         self._statuses: list[dict[str, Any]] = []
+        self.response_errors: list[dict[str, Any]] = []
+        self._git_root = tempfile.TemporaryDirectory(prefix="fake-github-git-")
+        # GitOps repositories, as real bare repositories: see harness.fake_git.
+        self.git = GitRepos(Path(self._git_root.name), lambda: self.url)
         super().__init__()
 
     # -- scripting ---------------------------------------------------------------
@@ -252,9 +272,14 @@ class FakeGitHub(BackgroundServer):
         with self._lock:
             return copy.deepcopy(self._statuses)
 
+    def close(self) -> None:
+        super().close()
+        self._git_root.cleanup()
+
     def assert_clean(self) -> None:
         """Fail if any body was invalid or any call was unauthenticated/unrouted."""
         assert not self.schema_errors, f"invalid GitHub API requests: {self.schema_errors}"
+        assert not self.response_errors, f"the fake answered outside GitHub's schemas: {self.response_errors}"
         bad = [(c.method, c.path, c.status) for c in self.calls if c.status in (401, 404)]
         assert not bad, f"GitHub API calls answered 401/404: {bad}"
 
@@ -307,6 +332,9 @@ class FakeGitHub(BackgroundServer):
                     return 404, {"message": "Not Found", "documentation_url": DOCS, "status": "404"}, {}
                 return 200, copy.deepcopy(run), self._rate_headers()
 
+        if op in self.git_operations:
+            return self._dispatch_git(op, params, body, json_error, m.group(1), call)
+
         refused = self._refusal()
         if refused:
             return refused
@@ -335,6 +363,32 @@ class FakeGitHub(BackgroundServer):
                     return 404, {"message": "Not Found", "documentation_url": docs, "status": "404"}, {}
                 return 200, self._update_check_run(run_id, body), self._rate_headers()
             return 201, self._create_status(body, params), self._rate_headers()
+
+    def _dispatch_git(self, op: str, params: dict[str, str], body: Any, json_error: Exception | None,
+                      token: str, call: Call) -> tuple[int, Any, dict[str, str]]:
+        """The Git Data operations: reads are never refused by the scripted
+        write failures; bodies are validated like every other write."""
+        if call.method != "GET":
+            refused = self._refusal()
+            if refused:
+                return refused
+        spec = self.operations[op]
+        if spec["request_schema"] is not None:
+            if json_error is not None or body is None:
+                self._schema_error(op, "json", f"body is not JSON: {json_error}", call.raw_body)
+                return 400, {"message": "Problems parsing JSON", "documentation_url": DOCS, "status": "400"}, {}
+            errors = sorted(self.request_validators[op].iter_errors(body), key=lambda e: list(e.path))
+            if errors:
+                messages = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors]
+                self._schema_error(op, "schema", "; ".join(messages), body)
+                return 422, _invalid(messages, spec["docs_url"]), {}
+        status, answer = self.git.handle(op, params, call.query, body, token)
+        if status == spec["response_status"]:
+            problems = [e.message for e in self.response_validators[op].iter_errors(answer)]
+            if problems:
+                with self._lock:
+                    self.response_errors.append({"operation": op, "problems": problems[:5]})
+        return status, answer, self._rate_headers()
 
     def _refusal(self) -> tuple[int, dict, dict[str, str]] | None:
         """Mode, rate limits and scripted failures for a write, in that order."""

@@ -1,0 +1,47 @@
+//! The step's GitOps records: once the capsule is in the registry, its
+//! release as Git freight and this push's gate record, in one commit. The
+//! freight is read back from the registry by digest and verified, the same
+//! flow as `release-capsule export-freight`, so Git holds what Kargo and Flux
+//! will pull.
+
+use crate::cli::OnConflict;
+use crate::commands::gitops::export::freight_from_capsule;
+use crate::commands::publish::PublishOutcome;
+use crate::core::reference::Reference;
+use crate::core::timestamp::Created;
+use crate::failure::Failure;
+use crate::github::client::Notify;
+use crate::gitops::freight::FreightExport;
+use crate::gitops::gate::GateWrite;
+use crate::gitops::records::GateRecord;
+use crate::gitops::{Record, Written};
+
+use super::settings::gitops::GitOpsPlan;
+use super::settings::ActionSettings;
+
+/// Whether publishing left a release to record: pushed or already there.
+pub fn has_release(o: &PublishOutcome) -> bool {
+    !o.dry_run && !o.image_missing
+}
+
+pub async fn record(s: &ActionSettings, plan: &GitOpsPlan, o: &PublishOutcome, notify: Notify) -> Result<Written, Failure> {
+    let sha = s.sha();
+    let mut records = Vec::new();
+    if let Some(dir) = &plan.freight {
+        let digest = o.report.digest.parse().map_err(|e| Failure::failed(anyhow::Error::new(e).context("the published digest")))?;
+        let capsule = Reference { repo: s.publish.capsule.capsule.clone(), tag: Some(sha.tag()), digest: Some(digest) };
+        let client = crate::commands::pull::connect(&s.publish.credentials)?;
+        let release = freight_from_capsule(&client, &capsule, None).await?;
+        let overwrite = s.publish.on_conflict == OnConflict::Overwrite;
+        records.push(Record::Freight(FreightExport { dir: dir.clone(), release, overwrite, force_current: false }));
+    }
+    if let Some(gate) = &plan.gate {
+        let merged_at = match gate.merged_at {
+            Some(t) => t,
+            None => Created::from_unix(crate::clock::now_unix(), "the system clock").map_err(Failure::failed)?,
+        };
+        let record = GateRecord { revision: sha.clone(), merged_at };
+        records.push(Record::Gate(GateWrite { dir: gate.dir.clone(), branch: gate.branch.clone(), record }));
+    }
+    crate::commands::gitops::write(&plan.target, &records, notify).await
+}
