@@ -4,6 +4,9 @@
 //! flow as `release-capsule export-freight`, so Git holds what Kargo and Flux
 //! will pull.
 
+use std::io::Stdout;
+
+use crate::cancel::Cancel;
 use crate::cli::OnConflict;
 use crate::commands::gitops::export::freight_from_capsule;
 use crate::commands::publish::PublishOutcome;
@@ -18,13 +21,45 @@ use crate::gitops::{Record, Written};
 
 use super::settings::gitops::GitOpsPlan;
 use super::settings::ActionSettings;
+use super::workflow_commands::Log;
 
 /// Whether publishing left a release to record: pushed or already there.
 pub fn has_release(o: &PublishOutcome) -> bool {
     !o.dry_run && !o.image_missing
 }
 
-pub async fn record(s: &ActionSettings, plan: &GitOpsPlan, o: &PublishOutcome, notify: Notify) -> Result<Written, Failure> {
+/// The records, once publishing left a release to record: logged in their
+/// own group, with their notes as warnings. `None` when there was nothing to do.
+pub async fn record_after_publish(
+    s: &ActionSettings,
+    published: &Result<PublishOutcome, Failure>,
+    log: &mut Log<Stdout>,
+    cancel: &Cancel,
+    notify: Notify,
+) -> Option<Result<Written, Failure>> {
+    for note in &s.gitops_notes {
+        log.info(note);
+    }
+    let (Some(plan), Ok(o)) = (&s.gitops, published) else { return None };
+    if !has_release(o) {
+        return None;
+    }
+    log.group(&format!("Record git-{} in {}", s.sha().short(), plan.target.repository));
+    let written = cancel.guard("writing the GitOps records", record(s, plan, o, notify)).await;
+    log.end_group();
+    match &written {
+        Ok(w) => {
+            log.info(&format!("GitOps records: {}", w.describe()));
+            for note in &w.notes {
+                log.warning("release-capsule: GitOps records", note);
+            }
+        }
+        Err(f) => log.error("release-capsule: GitOps records not written", &f.to_string()),
+    }
+    Some(written)
+}
+
+async fn record(s: &ActionSettings, plan: &GitOpsPlan, o: &PublishOutcome, notify: Notify) -> Result<Written, Failure> {
     let sha = s.sha();
     let mut records = Vec::new();
     if let Some(dir) = &plan.freight {

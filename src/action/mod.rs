@@ -1,8 +1,9 @@
 //! `release-capsule action`: the GitHub Action step. It masks the secrets,
 //! resolves the inputs once, opens a check run, publishes, and then writes
 //! the outputs, the job summary, the annotations and the final check run and
-//! commit status. Only a failed publish (or bad input) fails the step;
-//! reporting problems become warnings.
+//! commit status. Once the capsule is in the registry it writes the GitOps
+//! records, if any. Only a failed publish, failed records (or bad input) fail
+//! the step; reporting problems become warnings.
 
 pub mod gitops;
 pub mod outputs;
@@ -132,29 +133,6 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
     let result = publish(&s.publish, Some(&dates as &dyn CommitDateSource), cancel).await;
     log.end_group();
 
-    for note in &s.gitops_notes {
-        log.info(note);
-    }
-    let records = match (&s.gitops, &result) {
-        (Some(plan), Ok(o)) if gitops::has_release(o) => {
-            log.group(&format!("Record git-{} in {}", sha.short(), plan.target.repository));
-            let written = cancel.guard("writing the GitOps records", gitops::record(s, plan, o, notify.clone())).await;
-            log.end_group();
-            match &written {
-                Ok(w) => {
-                    log.info(&format!("GitOps records: {}", w.describe()));
-                    for note in &w.notes {
-                        log.warning("release-capsule: GitOps records", note);
-                    }
-                }
-                Err(f) => log.error("release-capsule: GitOps records not written", &f.to_string()),
-            }
-            Some(written)
-        }
-        _ => None,
-    };
-    let records_view = records.as_ref().map(Result::as_ref);
-
     let outcome = result.as_ref();
     let problems = problems::problems(s, outcome);
     for p in &problems {
@@ -165,6 +143,9 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
         Err(f) if f.kind == FailureKind::Cancelled => log.error("release-capsule: cancelled", &f.to_string()),
         Err(f) => log.error("release-capsule: publish failed", &f.to_string()),
     }
+
+    let records = gitops::record_after_publish(s, &result, &mut log, cancel, notify.clone()).await;
+    let records_view = records.as_ref().map(Result::as_ref);
 
     let mut step_failure = None;
     if let Some(path) = &s.output_file {

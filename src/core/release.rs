@@ -38,9 +38,6 @@ impl Release {
     }
 }
 
-/// A double-quoted YAML scalar. JSON string escapes are a subset of YAML's
-/// double-quoted escapes, so serde_json's quoting is exact here.
-
 /// release.yaml text. Key order and quoting are fixed: every scalar is a string,
 /// so no reader turns an all-digit sha into a number.
 pub fn render(r: &Release) -> String {

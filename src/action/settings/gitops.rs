@@ -88,6 +88,10 @@ pub fn resolve(
                 .collect::<Result<_, _>>()?;
             let pushed = var(env, "GITHUB_REF").and_then(|r| r.strip_prefix("refs/heads/").and_then(|b| b.parse::<BranchName>().ok()));
             match pushed.filter(|b| *event == Event::Push && branches.contains(b)) {
+                Some(_) if !publishing => {
+                    notes.push("gate-path: no gate record on a dry run (push: false)".to_owned());
+                    None
+                }
                 Some(branch) => Some(GatePlan { dir, branch, merged_at: pushed_at(payload) }),
                 None => {
                     let shown: Vec<&str> = branches.iter().map(BranchName::as_str).collect();

@@ -260,3 +260,67 @@ fn secrets_never_show_in_debug_output() {
     let get = |k: &str| env.get(k).cloned();
     assert_eq!(secrets(&get), vec!["pat_registry_value", "ghs_secret", "ghs_env_token"]);
 }
+
+fn with_ref(mut env: HashMap<String, String>, git_ref: &str) -> HashMap<String, String> {
+    env.insert("GITHUB_REF".into(), git_ref.into());
+    env
+}
+
+const GITOPS: [(&str, &str); 4] = [
+    ("gitops-repository", "code-dot-org/k8s-gitops"),
+    ("gitops-token", "github_pat_x"),
+    ("freight-path", "warehouses/codeai/freight"),
+    ("gate-path", "warehouses/codeai/legacy-gitflow"),
+];
+
+#[test]
+fn a_push_to_a_gate_branch_plans_freight_and_a_gate_record_at_the_push_time() {
+    let env = with_ref(runner_env("push", &GITOPS), "refs/heads/production");
+    let s = resolve_with(&env, Some(&payload("push"))).unwrap();
+    let plan = s.gitops.expect("a plan");
+    assert_eq!(plan.target.repository.to_string(), "code-dot-org/k8s-gitops");
+    assert_eq!(plan.target.branch.as_str(), "main");
+    assert_eq!(plan.target.token.expose(), "github_pat_x");
+    assert_eq!(plan.freight.unwrap().as_str(), "warehouses/codeai/freight");
+    let gate = plan.gate.unwrap();
+    assert_eq!(gate.branch.as_str(), "production");
+    // push.json: "pushed_at": 1557933657
+    assert_eq!(gate.merged_at.unwrap().to_string(), "2019-05-15T15:20:57Z");
+    assert_eq!(plan.target.run_url.as_deref(), Some("https://github.com/codertocat/hello-world/actions/runs/1234"));
+
+    // Not a gate branch: freight only, and the log says why.
+    let env = with_ref(runner_env("push", &GITOPS), "refs/heads/main");
+    let s = resolve_with(&env, Some(&payload("push"))).unwrap();
+    assert!(s.gitops.as_ref().unwrap().gate.is_none());
+    assert!(s.gitops_notes[0].contains("only a push to one of staging, test, levelbuilder, production"), "{:?}", s.gitops_notes);
+    let env = with_ref(runner_env("push", &[GITOPS[0], GITOPS[1], GITOPS[3], ("gate-branches", "main, release/1")]), "refs/heads/main");
+    assert!(resolve_with(&env, Some(&payload("push"))).unwrap().gitops.unwrap().gate.is_some());
+}
+
+#[test]
+fn pull_requests_and_dry_runs_write_nothing_and_need_no_token() {
+    let inputs = [GITOPS[0], ("gitops-token", ""), GITOPS[2], GITOPS[3]];
+    let s = event("pull_request", &inputs).unwrap();
+    assert!(s.gitops.is_none());
+    assert!(s.gitops_notes.iter().any(|n| n.starts_with("freight-path: nothing is exported")), "{:?}", s.gitops_notes);
+    let env = with_ref(runner_env("push", &[GITOPS[0], GITOPS[1], GITOPS[2], GITOPS[3], ("push", "false")]), "refs/heads/production");
+    let s = resolve_with(&env, Some(&payload("push"))).unwrap();
+    assert!(s.gitops.is_none(), "a dry run records nothing");
+}
+
+#[test]
+fn gitops_inputs_are_checked_and_the_token_is_required_only_for_another_repository() {
+    let err = |inputs: &[(&str, &str)]| chain(resolve_with(&runner_env("push", inputs), Some(&payload("push"))).unwrap_err());
+    let message = err(&[GITOPS[0], ("gitops-token", ""), GITOPS[2]]);
+    assert!(message.starts_with("input gitops-token: is required: GITHUB_TOKEN cannot write to another repository"), "{message}");
+    let message = err(&[GITOPS[0], GITOPS[1], ("freight-path", "../x")]);
+    assert!(message.contains("input freight-path") && message.contains("`..` leaves the repository"), "{message}");
+    let message = err(&[GITOPS[0]]);
+    assert!(message.contains("neither freight-path nor gate-path"), "{message}");
+    let message = err(&[GITOPS[2]]);
+    assert!(message.starts_with("input gitops-repository: is required"), "{message}");
+    // The workflow's own repository: GITHUB_TOKEN (github-token) may write there.
+    let env = runner_env("push", &[("gitops-repository", "codertocat/hello-world"), GITOPS[2]]);
+    let s = resolve_with(&env, Some(&payload("push"))).unwrap();
+    assert_eq!(s.gitops.unwrap().target.token.expose(), "ghs_secret");
+}
