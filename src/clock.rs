@@ -4,17 +4,23 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::core::timestamp::Created;
+use crate::core::timestamp::{Created, TimestampError};
 
 /// Now, in Unix seconds.
 pub fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Now, RFC 3339 UTC to the second: for per-run facts (check-run times, log
-/// lines), never for anything a capsule holds.
+/// Now, to the second: for per-run facts (check-run times, commit dates of
+/// GitOps records), never for anything a capsule holds. An error only for a
+/// clock set before 1970.
+pub fn now_created() -> Result<Created, TimestampError> {
+    Created::from_unix(now_unix(), "the system clock")
+}
+
+/// [`now_created`] as RFC 3339 UTC, for check-run times and log lines.
 pub fn now_rfc3339() -> String {
-    Created::from_unix(now_unix(), "the system clock").map(|c| c.to_string()).unwrap_or_default()
+    now_created().map(|c| c.to_string()).unwrap_or_default()
 }
 
 /// `Retry-After` as a wait: delay-seconds, or an HTTP-date (IMF-fixdate, the

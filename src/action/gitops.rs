@@ -11,7 +11,6 @@ use crate::cli::OnConflict;
 use crate::commands::gitops::export::freight_from_capsule;
 use crate::commands::publish::PublishOutcome;
 use crate::core::reference::Reference;
-use crate::core::timestamp::Created;
 use crate::failure::Failure;
 use crate::github::client::Notify;
 use crate::gitops::freight::FreightExport;
@@ -73,7 +72,7 @@ async fn record(s: &ActionSettings, plan: &GitOpsPlan, o: &PublishOutcome, notif
     if let Some(gate) = &plan.gate {
         let merged_at = match gate.merged_at {
             Some(t) => t,
-            None => Created::from_unix(crate::clock::now_unix(), "the system clock").map_err(Failure::failed)?,
+            None => crate::clock::now_created().map_err(Failure::failed)?,
         };
         let record = GateRecord { revision: sha.clone(), merged_at };
         records.push(Record::Gate(GateWrite { dir: gate.dir.clone(), branch: gate.branch.clone(), record }));

@@ -140,12 +140,17 @@ impl OctocrabGitHub {
         }
     }
 
+    /// A read of `/repos/{owner}/{repo}/{rest}`: safe to send again, so retried
+    /// like any replayable request.
+    pub(super) async fn get(&self, operation: &'static str, rest: &str) -> Result<Answer, GitHubError> {
+        self.call(operation, "contents", Method::GET, &self.route(rest), None::<&()>, true).await
+    }
+
     /// The committer date of `sha` (`GET /repos/{owner}/{repo}/commits/{sha}`);
     /// `None` when GitHub does not know the commit.
     pub async fn committer_date(&self, sha: &GitSha) -> Result<Option<Created>, GitHubError> {
         const OP: &str = "get commit";
-        let path = self.route(&format!("commits/{sha}"));
-        let answer = match self.call(OP, "contents", Method::GET, &path, None::<&()>, true).await {
+        let answer = match self.get(OP, &format!("commits/{sha}")).await {
             Ok(a) => a,
             Err(GitHubError::Forbidden { status: 404, .. }) | Err(GitHubError::Rejected { status: 422, .. }) => return Ok(None),
             Err(e) => return Err(e),

@@ -133,6 +133,24 @@ struct ShaOnly {
     sha: String,
 }
 
+/// A 404 as "not there" rather than as an error.
+fn found<T>(result: Result<T, GitHubError>) -> Result<Option<T>, GitHubError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(GitHubError::Forbidden { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl OctocrabGitHub {
+    /// Creates a content-addressed object (blob, tree, commit): sending it
+    /// again makes the same object, so it is retried like a read. Its sha.
+    async fn create<B: Serialize + Sync>(&self, operation: &'static str, rest: &str, body: &B) -> Result<String, GitHubError> {
+        let a = self.call(operation, "contents", Method::POST, &self.route(rest), Some(body), true).await?;
+        Ok(json::<ShaOnly>(operation, &a.body)?.sha)
+    }
+}
+
 impl GitData for OctocrabGitHub {
     fn repository(&self) -> String {
         self.full_name()
@@ -145,11 +163,9 @@ impl GitData for OctocrabGitHub {
             struct Ref {
                 object: ShaOnly,
             }
-            let path = self.route(&format!("git/ref/heads/{branch}"));
-            match self.call(OP, "contents", Method::GET, &path, None::<&()>, true).await {
-                Ok(a) => Ok(Some(json::<Ref>(OP, &a.body)?.object.sha)),
-                Err(GitHubError::Forbidden { status: 404, .. }) => Ok(None),
-                Err(e) => Err(e),
+            match found(self.get(OP, &format!("git/ref/heads/{branch}")).await)? {
+                Some(a) => Ok(Some(json::<Ref>(OP, &a.body)?.object.sha)),
+                None => Ok(None),
             }
         }
         .boxed()
@@ -159,11 +175,7 @@ impl GitData for OctocrabGitHub {
         async move {
             // The contents of the default branch's root: 404 for a repository
             // the token cannot see (GitHub does not say 403 there).
-            match self.call("get repository contents", "contents", Method::GET, &self.route("contents/"), None::<&()>, true).await {
-                Ok(_) => Ok(true),
-                Err(GitHubError::Forbidden { status: 404, .. }) => Ok(false),
-                Err(e) => Err(e),
-            }
+            Ok(found(self.get("get repository contents", "contents/").await)?.is_some())
         }
         .boxed()
     }
@@ -175,7 +187,7 @@ impl GitData for OctocrabGitHub {
             struct Commit {
                 tree: ShaOnly,
             }
-            let a = self.call(OP, "contents", Method::GET, &self.route(&format!("git/commits/{commit}")), None::<&()>, true).await?;
+            let a = self.get(OP, &format!("git/commits/{commit}")).await?;
             Ok(json::<Commit>(OP, &a.body)?.tree.sha)
         }
         .boxed()
@@ -184,8 +196,7 @@ impl GitData for OctocrabGitHub {
     fn tree<'a>(&'a self, sha: &'a str, recursive: bool) -> BoxFuture<'a, Result<Tree, GitHubError>> {
         async move {
             let query = if recursive { "?recursive=1" } else { "" };
-            let a =
-                self.call("get tree", "contents", Method::GET, &self.route(&format!("git/trees/{sha}{query}")), None::<&()>, true).await?;
+            let a = self.get("get tree", &format!("git/trees/{sha}{query}")).await?;
             json("get tree", &a.body)
         }
         .boxed()
@@ -199,7 +210,7 @@ impl GitData for OctocrabGitHub {
                 content: String,
                 encoding: String,
             }
-            let a = self.call(OP, "contents", Method::GET, &self.route(&format!("git/blobs/{sha}")), None::<&()>, true).await?;
+            let a = self.get(OP, &format!("git/blobs/{sha}")).await?;
             let blob: Blob = json(OP, &a.body)?;
             match blob.encoding.as_str() {
                 "base64" => {
@@ -226,8 +237,7 @@ impl GitData for OctocrabGitHub {
                 encoding: &'static str,
             }
             let body = Body { content: base64::engine::general_purpose::STANDARD.encode(content), encoding: "base64" };
-            let a = self.call("create blob", "contents", Method::POST, &self.route("git/blobs"), Some(&body), true).await?;
-            Ok(json::<ShaOnly>("create blob", &a.body)?.sha)
+            self.create("create blob", "git/blobs", &body).await
         }
         .boxed()
     }
@@ -239,19 +249,13 @@ impl GitData for OctocrabGitHub {
                 base_tree: &'b str,
                 tree: &'b [FileChange],
             }
-            let body = Body { base_tree, tree: changes };
-            let a = self.call("create tree", "contents", Method::POST, &self.route("git/trees"), Some(&body), true).await?;
-            Ok(json::<ShaOnly>("create tree", &a.body)?.sha)
+            self.create("create tree", "git/trees", &Body { base_tree, tree: changes }).await
         }
         .boxed()
     }
 
     fn create_commit<'a>(&'a self, commit: &'a NewCommit) -> BoxFuture<'a, Result<String, GitHubError>> {
-        async move {
-            let a = self.call("create commit", "contents", Method::POST, &self.route("git/commits"), Some(commit), true).await?;
-            Ok(json::<ShaOnly>("create commit", &a.body)?.sha)
-        }
-        .boxed()
+        self.create("create commit", "git/commits", commit).boxed()
     }
 
     fn move_branch<'a>(&'a self, branch: &'a str, sha: &'a str) -> BoxFuture<'a, Result<RefUpdate, GitHubError>> {

@@ -88,7 +88,7 @@ pub fn plan(export: &FreightExport, state: &FreightState) -> Result<Part, GitOps
             return Err(GitOpsError::Conflict { path: format!("{release_dir}/"), differences: changed });
         }
         (existing, false) => {
-            part.mirror(&release_dir, files, existing.as_ref());
+            part.mirror(&release_dir, files, &changed);
             part.written.push(format!("{release_dir}/"));
             if existing.is_some() {
                 part.notes.push(format!("{release_dir}/ held a different release and was overwritten, as asked"));
@@ -97,7 +97,8 @@ pub fn plan(export: &FreightExport, state: &FreightState) -> Result<Part, GitOps
     }
 
     let current_dir = export.current_dir();
-    if differences(files, state.current.as_ref()).is_empty() {
+    let current_changed = differences(files, state.current.as_ref());
+    if current_changed.is_empty() {
         part.kept.push(format!("{current_dir}/"));
         return Ok(part);
     }
@@ -112,7 +113,7 @@ pub fn plan(export: &FreightExport, state: &FreightState) -> Result<Part, GitOps
             ));
         }
         _ => {
-            part.mirror(&current_dir, files, state.current.as_ref());
+            part.mirror(&current_dir, files, &current_changed);
             part.written.push(format!("{current_dir}/"));
         }
     }

@@ -59,15 +59,16 @@ impl Part {
         self.notes.extend(other.notes);
     }
 
-    /// Adds the changes that make `dir` hold exactly `desired`.
-    pub fn mirror(&mut self, dir: &str, desired: &[Desired], existing: Option<&Listing>) {
-        let changes = mirror_changes(dir, desired, existing);
-        for d in desired {
-            if changes.contains_key(&format!("{dir}/{}", d.path)) {
+    /// Adds the changes that make `dir` hold exactly `desired`, given the
+    /// paths where it differs now ([`differences`]).
+    pub fn mirror(&mut self, dir: &str, desired: &[Desired], differing: &[String]) {
+        for rel in differing {
+            let file = desired.iter().find(|d| &d.path == rel);
+            if let Some(d) = file {
                 self.blobs.insert(d.sha.clone(), d.bytes.clone());
             }
+            self.changes.insert(format!("{dir}/{rel}"), file.map(|d| d.sha.clone()));
         }
-        self.changes.extend(changes);
     }
 
     /// Sets one file.
@@ -93,17 +94,6 @@ pub fn differences(desired: &[Desired], existing: Option<&Listing>) -> Vec<Strin
     out
 }
 
-/// Full path → new blob (or `None`: delete) for the paths that differ.
-fn mirror_changes(dir: &str, desired: &[Desired], existing: Option<&Listing>) -> BTreeMap<String, Option<String>> {
-    differences(desired, existing)
-        .into_iter()
-        .map(|rel| {
-            let sha = desired.iter().find(|d| d.path == rel).map(|d| d.sha.clone());
-            (format!("{dir}/{rel}"), sha)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +114,7 @@ mod tests {
     fn mirroring_writes_only_what_differs_and_deletes_extras() {
         let desired = vec![Desired::new("a.yaml", b"a\n".to_vec()), Desired::new("helm/b.yaml", b"b\n".to_vec())];
         let mut part = Part::default();
-        part.mirror("d", &desired, None);
+        part.mirror("d", &desired, &differences(&desired, None));
         assert_eq!(part.changes.len(), 2);
         assert_eq!(part.blobs.len(), 2);
 
@@ -134,7 +124,7 @@ mod tests {
         let other = listing(&[("a.yaml", b"a\n", "100755"), ("helm/b.yaml", b"old\n", FILE_MODE), ("kustomize/x", b"x", FILE_MODE)]);
         assert_eq!(differences(&desired, Some(&other)), ["a.yaml", "helm/b.yaml", "kustomize/x"]);
         let mut part = Part::default();
-        part.mirror("d", &desired, Some(&other));
+        part.mirror("d", &desired, &differences(&desired, Some(&other)));
         assert_eq!(part.changes.get("d/kustomize/x"), Some(&None), "an extra file is deleted");
         assert_eq!(part.changes.get("d/a.yaml"), Some(&Some(blob_sha(b"a\n"))), "a mode change is rewritten");
     }

@@ -98,7 +98,7 @@ impl Writer<'_> {
                     GitOpsError::RepositoryNotFound { repo: repo.to_owned() }
                 });
             };
-            let mut snapshot = Snapshot::at(self.api, head.clone()).await?;
+            let mut snapshot = Snapshot::at(self.api, head).await?;
             let mut part = Part::default();
             for r in records {
                 part.merge(r.plan(&mut snapshot).await?);
@@ -113,7 +113,6 @@ impl Writer<'_> {
                 attempts: attempt,
             };
             if part.changes.is_empty() {
-                written.written.clear();
                 return Ok(written);
             }
             let commit = self.commit(&mut snapshot, &part, records).await?;

@@ -54,6 +54,7 @@ pub fn resolve(
     payload: Option<&Value>,
     publishing: bool,
     github_token: Option<&str>,
+    api_url: &str,
     run_url: Option<&str>,
 ) -> Result<(Option<GitOpsPlan>, Vec<String>), ActionSettingsError> {
     let freight_path = input(env, "freight-path").map(|p| p.parse::<RepoPath>().map_err(invalid("freight-path"))).transpose()?;
@@ -126,8 +127,7 @@ pub fn resolve(
         repository,
         branch: input(env, "gitops-branch").unwrap_or_else(|| "main".into()).parse().map_err(invalid("gitops-branch"))?,
         token: Token::new(token),
-        api_url: crate::github::api_url(var(env, "GITHUB_API_URL").as_deref())
-            .map_err(|message| ActionSettingsError::Environment { var: "GITHUB_API_URL", message })?,
+        api_url: api_url.to_owned(),
         author: input(env, "gitops-author").map(|a| a.parse::<Author>().map_err(invalid("gitops-author"))).transpose()?.unwrap_or_default(),
         run_url: run_url.map(str::to_owned),
     };

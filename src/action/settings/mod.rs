@@ -300,7 +300,8 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
         password: input(env, "registry-password").or_else(|| token.clone()),
     };
     let payload_commit_date = if event == Event::Push { push_commit_date(payload, &sha) } else { None };
-    let (gitops, gitops_notes) = gitops::resolve(env, &event, payload, push, token.as_deref(), run_url.as_deref())?;
+    let api_url = api_url(env)?;
+    let (gitops, gitops_notes) = gitops::resolve(env, &event, payload, push, token.as_deref(), &api_url, run_url.as_deref())?;
 
     let capsule_settings = CapsuleSettings {
         sha,
@@ -335,7 +336,7 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
         event,
         package_repo_path,
         github: GitHubSettings {
-            api_url: api_url(env)?,
+            api_url,
             owner: owner.to_owned(),
             repo: repo.to_owned(),
             token: token.map(Token::new),

@@ -40,7 +40,7 @@ impl GateSettings {
 }
 
 pub fn run(args: &RecordGateArgs, env: Env) -> Result<(), Failure> {
-    let now = Created::from_unix(crate::clock::now_unix(), "the system clock").or_fail(FailureKind::Failed)?;
+    let now = crate::clock::now_created().or_fail(FailureKind::Failed)?;
     let s = GateSettings::resolve(args, env, now).or_fail(FailureKind::Input)?;
     crate::commands::block_on(async {
         let written = super::write(&s.target, &[Record::Gate(s.gate.clone())], super::stderr_notify()).await?;

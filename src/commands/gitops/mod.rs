@@ -8,7 +8,6 @@ pub mod settings;
 
 use std::sync::Arc;
 
-use crate::core::timestamp::Created;
 use crate::failure::Failure;
 use crate::github::client::{Notify, OctocrabGitHub};
 use crate::gitops::{Record, Writer, Written};
@@ -21,7 +20,7 @@ use self::settings::GitOpsTarget;
 pub async fn write(t: &GitOpsTarget, records: &[Record], notify: Notify) -> Result<Written, Failure> {
     let api = OctocrabGitHub::new(&t.api_url, Some(&t.token), &t.repository.owner, &t.repository.name, notify.clone())
         .map_err(|e| Failure::failed(anyhow::Error::new(e)))?;
-    let date = Created::from_unix(crate::clock::now_unix(), "the system clock").map_err(Failure::failed)?;
+    let date = crate::clock::now_created().map_err(Failure::failed)?;
     let progress = move |line: &str| notify(false, line);
     let writer = Writer { api: &api, branch: &t.branch, author: &t.author, date, run_url: t.run_url.as_deref(), notify: &progress };
     writer.write(records).await.map_err(|e| Failure::new(e.kind(), e))
