@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from action_support import assert_no_secret, assert_requests_valid, one_check_run, parse_github_output
+from image_layouts import single_arch
 
 TOKEN = "ghs_SandboxT0kenValue0000111122223333"
 OLD_SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -147,3 +148,44 @@ def assert_cancelled_on_github(fake_github):
     assert statuses[-1]["state"] == "error", statuses
     assert "cancelled" in statuses[-1]["description"], statuses
     assert_requests_valid(fake_github)
+
+
+def start_a_slow_image_upload(runner, flow: Flow, registry, repo_name: str, helm_chart_factory, fault_proxy):
+    """Starts a push whose 48 MiB image layout crawls to the registry (each upload
+    chunk waits half a second on its way); (env, proc) once the first chunk is out."""
+    put_chart(helm_chart_factory, flow.workspace)
+    single_arch(flow.workspace / "image", tag=f"git-{flow.sha}", layer_sizes=[48 * 1024 * 1024], seed=9)
+    slow = fault_proxy(registry, delay=0.5, delay_when=lambda method, path: method in ("PATCH", "PUT") and "/blobs/" in path)
+    env = flow.env(image=f"{slow.host}/{repo_name}", **{"package-path": "charts/demo", "image-layout": "image"})
+    proc = runner.start(flow.step, env)
+    wait_for("the first upload chunk", lambda: slow.entries("PATCH", "/blobs/uploads/"), proc)
+    return env, proc
+
+
+def assert_upload_cancelled_before_any_tag(registry, repo_name: str, fake_github, output: str, summary: str):
+    assert "cancelled by SIGINT while uploading the image's blobs" in output
+    client = registry.client()
+    assert client.tags(repo_name) == [], "no image tag naming blobs that may be missing"
+    assert client.tags(f"{repo_name}-release-capsule") == []
+    assert_cancelled_on_github(fake_github)
+    assert "cancelled" in summary
+
+
+def pull_request_without_an_image(runner, shared_dir: Path, fake_github, registry, repo_name: str,
+                                  helm_chart_factory) -> Ran:
+    """A pull request whose image was never pushed, with a chart that earns a
+    warning: validated and annotated, neutral, nothing pushed, exit 0."""
+    flow = Flow(runner, shared_dir, fake_github, "pull_request")
+    head = flow.payload["pull_request"]["head"]["sha"]
+    put_chart(helm_chart_factory, flow.workspace, app_version=False)
+    r = flow.run(image=f"{registry.host}/{repo_name}", **{"package-path": "charts/demo"})
+    assert r.returncode == 0, r
+    assert r.outputs["tag"] == f"git-{head}" and r.outputs["published"] == "false", r.outputs
+    assert any(line.startswith("::warning file=charts/demo/Chart.yaml") for line in r.stdout.splitlines()), r
+    run = one_check_run(fake_github)
+    assert run["head_sha"] == head and (run["status"], run["conclusion"]) == ("completed", "neutral"), run
+    assert [a["path"] for a in run["annotations"]] == ["charts/demo/Chart.yaml"]
+    assert registry.client().tags(f"{repo_name}-release-capsule") == []
+    assert_requests_valid(fake_github)
+    r.assert_token_masked()
+    return r

@@ -36,10 +36,10 @@ import yaml
 from action_support import assert_requests_valid, one_check_run, seed_image
 from harness.container import DEFAULT_SIGNALS, Podman, RunnerContainer, sigint_ignored
 from harness.runner_step import DOCKER_SOCKET, RUNNER_UID
-from image_layouts import blob_path, single_arch
+from image_layouts import blob_path
 from runner_support import (
-    RUNNER_ESCALATES_AFTER, TOKEN, Flow, assert_cancelled_on_github, is_static, pid1_in_its_namespace, put_chart,
-    unavailable, wait_for,
+    RUNNER_ESCALATES_AFTER, TOKEN, Flow, assert_upload_cancelled_before_any_tag, is_static, pid1_in_its_namespace,
+    pull_request_without_an_image, put_chart, start_a_slow_image_upload, unavailable,
 )
 from serve_support import Server
 from verify_support import SHA, TAG
@@ -160,18 +160,7 @@ def test_push_publishes_from_the_image(runner, shared_dir, fake_github, registry
 
 def test_pull_request_without_an_image_is_neutral_from_the_image(runner, shared_dir, fake_github, registry, repo_name,
                                                                 helm_chart_factory):
-    flow = Flow(runner, shared_dir, fake_github, "pull_request")
-    head = flow.payload["pull_request"]["head"]["sha"]
-    put_chart(helm_chart_factory, flow.workspace, app_version=False)
-    r = flow.run(image=f"{registry.host}/{repo_name}", **{"package-path": "charts/demo"})
-    assert r.returncode == 0, r
-    assert r.outputs["tag"] == f"git-{head}" and r.outputs["published"] == "false", r.outputs
-    run = one_check_run(fake_github)
-    assert run["head_sha"] == head and (run["status"], run["conclusion"]) == ("completed", "neutral"), run
-    assert [a["path"] for a in run["annotations"]] == ["charts/demo/Chart.yaml"]
-    assert registry.client().tags(f"{repo_name}-release-capsule") == []
-    assert_requests_valid(fake_github)
-    r.assert_token_masked()
+    pull_request_without_an_image(runner, shared_dir, fake_github, registry, repo_name, helm_chart_factory)
 
 
 def test_workflow_dispatch_republish_is_a_no_op_from_the_image(runner, shared_dir, fake_github, registry, repo_name,
@@ -217,14 +206,8 @@ def cancel_like_the_runner(proc: subprocess.Popen) -> tuple[float, list[str]]:
 def test_cancelled_like_the_runner_stops_before_any_tag(runner, shared_dir, fake_github, registry, repo_name,
                                                        helm_chart_factory, fault_proxy):
     flow = Flow(runner, shared_dir, fake_github, "push")
-    put_chart(helm_chart_factory, flow.workspace)
-    single_arch(flow.workspace / "image", tag=f"git-{flow.sha}", layer_sizes=[48 * 1024 * 1024], seed=9)
-    # A slow link: each upload chunk waits half a second on its way to the registry.
-    slow = fault_proxy(registry, delay=0.5, delay_when=lambda method, path: method in ("PATCH", "PUT") and "/blobs/" in path)
-    env = flow.env(image=f"{slow.host}/{repo_name}", **{"package-path": "charts/demo", "image-layout": "image"})
-    proc = runner.start(flow.step, env)
+    env, proc = start_a_slow_image_upload(runner, flow, registry, repo_name, helm_chart_factory, fault_proxy)
     assert not sigint_ignored(proc.pid), "podman must start with SIGINT at its default, or it never forwards it"
-    wait_for("the first upload chunk", lambda: slow.entries("PATCH", "/blobs/uploads/"), proc)
     pid1 = runner.podman.pid1(proc.container, proc)
     assert pid1_in_its_namespace(pid1), "the action runs as PID 1 of the container"
     # The environment the runner meant, hyphenated input names included, plus
@@ -238,12 +221,8 @@ def test_cancelled_like_the_runner_stops_before_any_tag(runner, shared_dir, fake
     out, err = proc.communicate()
     assert proc.returncode == 130, f"exit {proc.returncode}\n{out}\n{err}"
     assert sent == ["SIGINT"] and elapsed < EXITS_WITHIN, f"{sent}: exited {elapsed:.1f}s after the first signal"
-    assert "cancelled by SIGINT while uploading the image's blobs" in out + err
-    client = registry.client()
-    assert client.tags(repo_name) == [], "no image tag naming blobs that may be missing"
-    assert client.tags(f"{repo_name}-release-capsule") == []
-    assert_cancelled_on_github(fake_github)
-    assert "cancelled" in read_as_runner(flow.step.files["step_summary"])
+    summary = read_as_runner(flow.step.files["step_summary"])
+    assert_upload_cancelled_before_any_tag(registry, repo_name, fake_github, out + err, summary)
     assert runner.podman.run("container", "exists", proc.container).returncode == 1, "--rm removed the container"
 
 

@@ -20,10 +20,10 @@ import pytest
 
 from action_support import assert_requests_valid, one_check_run, parse_github_output, seed_image
 from harness.runner_sandbox import RUNNER_UID, RunnerSandbox, bwrap_path
-from image_layouts import single_arch
 from runner_support import (
-    OLD_SHA, RUNNER_ESCALATES_AFTER, TOKEN, Flow, assert_cancelled_on_github, is_static, pid1_in_its_namespace,
-    put_chart, unavailable, wait_for,
+    OLD_SHA, RUNNER_ESCALATES_AFTER, TOKEN, Flow, assert_cancelled_on_github, assert_upload_cancelled_before_any_tag,
+    is_static, pid1_in_its_namespace, pull_request_without_an_image, put_chart, start_a_slow_image_upload, unavailable,
+    wait_for,
 )
 
 
@@ -66,19 +66,7 @@ def test_push_publishes_from_inside_the_sandbox(sandbox, shared_dir, fake_github
 
 def test_pull_request_without_an_image_is_annotated_and_neutral(sandbox, shared_dir, fake_github, registry, repo_name,
                                                                helm_chart_factory):
-    flow = Flow(sandbox, shared_dir, fake_github, "pull_request")
-    head = flow.payload["pull_request"]["head"]["sha"]
-    put_chart(helm_chart_factory, flow.workspace, app_version=False)
-    r = flow.run(image=f"{registry.host}/{repo_name}", **{"package-path": "charts/demo"})
-    assert r.returncode == 0, r
-    assert r.outputs["tag"] == f"git-{head}" and r.outputs["published"] == "false", r.outputs
-    assert any(line.startswith("::warning file=charts/demo/Chart.yaml") for line in r.stdout.splitlines()), r
-    run = one_check_run(fake_github)
-    assert run["head_sha"] == head and run["conclusion"] == "neutral", run
-    assert [a["path"] for a in run["annotations"]] == ["charts/demo/Chart.yaml"]
-    assert registry.client().tags(f"{repo_name}-release-capsule") == []
-    assert_requests_valid(fake_github)
-    r.assert_token_masked()
+    pull_request_without_an_image(sandbox, shared_dir, fake_github, registry, repo_name, helm_chart_factory)
 
 
 def test_workflow_dispatch_republishes_the_sha_input(sandbox, shared_dir, fake_github, registry, repo_name, helm_chart_factory):
@@ -104,22 +92,11 @@ def _signal_and_wait(proc, sig) -> tuple[float, str, str]:
 def test_sigint_during_a_large_image_upload_stops_before_any_tag(sandbox, shared_dir, fake_github, registry, repo_name,
                                                               helm_chart_factory, fault_proxy):
     flow = Flow(sandbox, shared_dir, fake_github, "push")
-    put_chart(helm_chart_factory, flow.workspace)
-    single_arch(flow.workspace / "image", tag=f"git-{flow.sha}", layer_sizes=[48 * 1024 * 1024], seed=9)
-    # A slow link: each upload chunk waits half a second on its way to the registry.
-    slow = fault_proxy(registry, delay=0.5, delay_when=lambda method, path: method in ("PATCH", "PUT") and "/blobs/" in path)
-    env = flow.env(image=f"{slow.host}/{repo_name}", **{"package-path": "charts/demo", "image-layout": "image"})
-    proc = sandbox.start(flow.step, env)
-    wait_for("the first upload chunk", lambda: slow.entries("PATCH", "/blobs/uploads/"), proc)
+    _, proc = start_a_slow_image_upload(sandbox, flow, registry, repo_name, helm_chart_factory, fault_proxy)
     elapsed, out, err = _signal_and_wait(proc, signal.SIGINT)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{out}\n{err}"
     assert elapsed < RUNNER_ESCALATES_AFTER, f"still running {elapsed:.1f}s after SIGINT"
-    assert "cancelled by SIGINT while uploading the image's blobs" in out + err
-    client = registry.client()
-    assert client.tags(repo_name) == [], "no image tag naming blobs that may be missing"
-    assert client.tags(f"{repo_name}-release-capsule") == []
-    assert_cancelled_on_github(fake_github)
-    assert "cancelled" in flow.step.read("step_summary")
+    assert_upload_cancelled_before_any_tag(registry, repo_name, fake_github, out + err, flow.step.read("step_summary"))
 
 
 def test_sigterm_while_reporting_still_concludes_the_check_run(sandbox, shared_dir, fake_github, registry, repo_name,
