@@ -1,6 +1,6 @@
 """The action image, built from the Dockerfile by scripts/image, run the way
 actions/runner runs a container action, with podman in place of docker and the
-same arguments (test_container.py).
+same arguments (test_container.py; test_image.py looks at the image itself).
 
 The `docker run` line, from actions/runner's source (read at commit 258d6c8,
 August 2026): ContainerActionHandler.RunAsync (src/Runner.Worker/Handlers/
@@ -23,9 +23,11 @@ ContainerActionHandler.cs) builds the ContainerInfo, DockerCommandManager.Docker
       -v <workspace>:/github/workspace
       <image> <runs.args>
 
-and the ProcessInvoker starts it with default signal dispositions and cancels it
-with SIGINT, then SIGTERM 7.5 s later, then kills it 2.5 s after that; `docker
-run` proxies those signals to the container's PID 1.
+and the ProcessInvoker (src/Runner.Sdk/ProcessInvoker.cs) starts it with SIGINT at
+its default disposition (the worker handles SIGINT itself, and .NET resets handled
+signals to their defaults in the child) and cancels it with SIGINT, then SIGTERM
+7.5 s later, then kills it 2.5 s after that; `docker run` proxies those signals to
+the container's PID 1.
 
 Here: `podman --runtime runc --cgroup-manager=cgroupfs run` with the same
 arguments (crun refuses these machines' hybrid cgroups), a containers.conf with
