@@ -1,9 +1,11 @@
 # The release-capsule action image: one static binary on an empty base.
 #
-# GitHub builds this file on the runner for `runs: using: docker` / `image: Dockerfile`
-# (`docker build`, context = the action's directory, see .dockerignore) and runs it as
-#   docker run --workdir /github/workspace -v <workspace>:/github/workspace ... <image> action
-# The release workflow publishes the same image, multi-arch, to ghcr.io/<owner>/<repo>.
+# The one source of the image. The release workflow publishes it, multi-arch, to
+# ghcr.io/<owner>/<repo>, which action.yml runs (docker://); the e2e workflow builds it
+# for `uses: ./`; scripts/image builds it locally with buildah, whole or (--binary) as
+# this final stage around a local build. The runner runs it as
+#   docker run --workdir /github/workspace --rm -e ... -v <workspace>:/github/workspace ... <image> action
+# (tests/py/test_container.py runs it so under podman). Build context: see .dockerignore.
 #
 # Deliberately absent from the final stage:
 # - WORKDIR: the runner sets the working directory to /github/workspace itself, and
@@ -19,7 +21,8 @@
 
 ARG RUST_VERSION=1.95
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+# Fully qualified: podman and buildah resolve no short names unless configured to.
+FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 
@@ -62,16 +65,22 @@ COPY src ./src
 RUN target="$(cat /rust-target)" \
  && touch src/main.rs src/lib.rs \
  && cargo build --release --locked --target "$target" \
- && mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp \
- && chmod 1777 /rootfs/tmp \
- && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt \
- && cp "target/$target/release/release-capsule" /rootfs/release-capsule \
+ && cp "target/$target/release/release-capsule" /release-capsule
+
+# /rootfs, everything the final stage holds, is laid out by scripts/rootfs and nothing
+# else: scripts/image --binary runs the same script on a local build and hands the tree
+# to this file's final stage (buildah bud --build-context build=<dir>), so a local
+# image and a published one cannot differ in layout. A tool for the image (say helm)
+# is one more option of scripts/rootfs, passed here.
+COPY scripts/rootfs /usr/local/bin/rootfs
+RUN rootfs /rootfs --binary /release-capsule --ca-bundle /etc/ssl/certs/ca-certificates.crt \
  && /rootfs/release-capsule --version
 
 FROM scratch
 
 # /release-capsule, the CA bundle for TLS to registries and the GitHub API, and an
-# empty world-writable /tmp (scratch has none; temporary files go to /tmp).
+# empty world-writable /tmp (scratch has none; temporary files go to /tmp): the tree
+# scripts/rootfs lays out, and only it.
 COPY --from=build /rootfs/ /
 
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt

@@ -291,3 +291,38 @@ def skopeo() -> str:
     if path is None:
         pytest.skip("skopeo not installed; run scripts/bootstrap")
     return path
+
+
+# -- the action image under podman (test_container.py, test_image.py) ----------------
+
+@pytest.fixture(scope="session")
+def podman():
+    """podman and buildah with the settings these machines need (harness/container.py)."""
+    from harness.container import Podman
+    from runner_support import unavailable
+
+    p = Podman()
+    problem = p.problem()
+    if problem:
+        unavailable(problem)
+    return p
+
+
+@pytest.fixture(scope="session")
+def action_image(podman, bin_path: Path) -> Iterator[str]:
+    """scripts/image --binary <the test binary> TAG, once per session: the tag
+    (removed afterwards) of the Dockerfile's final stage around the test binary."""
+    from runner_support import is_static, unavailable
+
+    if not is_static(bin_path):
+        unavailable(f"{bin_path} is dynamically linked and the image has no loader; build it as scripts/test "
+                    "does (-C target-feature=+crt-static)")
+    tag = f"localhost/release-capsule-test:{uuid.uuid4().hex[:8]}"
+    podman.build(tag, bin_path)
+    try:
+        probe = podman.run("run", "--rm", "--network", "host", tag, "--version")
+        if probe.returncode != 0:
+            unavailable(f"podman cannot run a container here: {probe.stderr.strip()}")
+        yield tag
+    finally:
+        podman.remove_image(tag)

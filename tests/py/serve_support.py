@@ -19,10 +19,12 @@ from harness import free_port
 class Server:
     """`release-capsule serve` on a free loopback port."""
 
-    def __init__(self, binary: Path, *args: str, env: dict[str, str]):
+    def __init__(self, binary: Path | None, *args: str, env: dict[str, str], command: list[str] | None = None):
+        """``command``: what runs the binary in place of ``binary`` itself (the
+        container tests: ``podman run ... <image>``, whose entrypoint it is)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([str(binary), "serve", "--listen", f"127.0.0.1:{self.port}", *args],
+        self.proc = subprocess.Popen([*(command or [str(binary)]), "serve", "--listen", f"127.0.0.1:{self.port}", *args],
                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
