@@ -225,7 +225,7 @@ def test_a_commit_in_between_is_kept_and_the_export_lands_on_top(world, gitops, 
     fake_github.git.before_ref_update = someone_else_commits
     p = export(cli, f"{world.capsule}:{TAG}")
     assert p.returncode == 0, p.stderr
-    assert "planning again on the new head" in p.stderr
+    assert "moved to" in p.stderr and "planning again" in p.stderr, p.stderr
     co = clone(gitops.path, tmp_path / "co")
     ours = log(co)[0]
     assert git(co, "rev-parse", f"{ours}^").strip() == theirs[0], "ours is on top of theirs"
