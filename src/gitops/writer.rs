@@ -128,8 +128,9 @@ impl Writer<'_> {
         let branch = self.branch.as_str();
         let mut jitter = Jitter::new(crate::entropy::random_u64());
         let mut last = String::new();
+        let before_moving = format!("before moving {branch}");
         for attempt in 1..=MAX_ATTEMPTS {
-            let planned = self.until_cancelled(repo, "before anything was committed", self.plan_and_commit(records, repo)).await?;
+            let planned = self.until_cancelled(repo, &before_moving, self.plan_and_commit(records, repo)).await?;
             let (written, commit, parent) = match planned {
                 (written, None) => return Ok(Written { attempts: attempt, ..written }),
                 (written, Some((commit, parent))) => (written, commit, parent),
@@ -142,7 +143,7 @@ impl Writer<'_> {
             if attempt < MAX_ATTEMPTS {
                 (self.notify)(&format!("{repo}: {last}; planning again (attempt {} of {MAX_ATTEMPTS})", attempt + 1));
                 let pause = BETWEEN_ATTEMPTS.delay(attempt - 1, None, &mut jitter);
-                self.until_cancelled(repo, "before anything was committed", async {
+                self.until_cancelled(repo, &before_moving, async {
                     tokio::time::sleep(pause).await;
                     Ok(())
                 })

@@ -375,7 +375,7 @@ fn a_cancelled_write_stops_before_the_branch_moves() {
     };
     let err = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(writer.write(&[gate()])).unwrap_err();
     assert_eq!(err.kind(), crate::failure::FailureKind::Cancelled);
-    assert!(err.to_string().starts_with("acme/gitops: cancelled by SIGTERM before anything was committed"), "{err}");
+    assert!(err.to_string().starts_with("acme/gitops: cancelled by SIGTERM before moving main; nothing was committed"), "{err}");
     assert_eq!((fake.commit_count(), fake.0.lock().unwrap().moves), (1, 0));
 }
 
