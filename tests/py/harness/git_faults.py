@@ -86,10 +86,21 @@ def faults_for(call) -> list[Fault]:
     return kinds
 
 
+def ref_update_faults() -> list[Fault]:
+    """One of each fault a ref update can meet."""
+    return [f for f in faults_for(_RefUpdate()) if f.kind not in ("5xx-before",)] + [server_error(503)]
+
+
+class _RefUpdate:
+    method, operation = "PATCH", "git/update-ref"
+
+
 class FaultPlan:
     """``FaultPlan(rate=0.2, seed=1)``: each Git Data call gets a fault with
     probability ``rate`` (``ref_update_rate`` for ref updates, whose faults
-    are the interesting ones), chosen uniformly among ``faults_for(call)``."""
+    are the interesting ones), chosen uniformly among ``faults_for(call)``.
+    The first ref updates meet ``ref_update_faults()`` one by one, so that a
+    run sees each of them whatever the dice say."""
 
     def __init__(self, rate: float, seed: int = 0, *, ref_update_rate: float | None = None,
                  max_in_a_row: int = 2) -> None:
@@ -101,18 +112,20 @@ class FaultPlan:
         self.calls = 0
         self.enabled = True
         self._in_a_row: Counter[tuple[str, str, str]] = Counter()
+        self._to_cover = ref_update_faults()
         self._lock = threading.Lock()
 
     def __call__(self, call) -> Fault | None:
         key = (call.authorization or "", call.method, call.path)
         with self._lock:
             self.calls += 1
-            rate = self.ref_update_rate if is_ref_update(call) else self.rate
+            covering = is_ref_update(call) and bool(self._to_cover)
+            rate = 1.0 if covering else self.ref_update_rate if is_ref_update(call) else self.rate
             roll = self.rng.random()
             if not self.enabled or roll >= rate or self._in_a_row[key] >= self.max_in_a_row:
                 self._in_a_row[key] = 0
                 return None
-            fault = self.rng.choice(faults_for(call))
+            fault = self._to_cover.pop(0) if covering else self.rng.choice(faults_for(call))
             self._in_a_row[key] += 1
             self.injected[fault.kind] += 1
             return fault
