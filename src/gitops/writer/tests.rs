@@ -230,7 +230,12 @@ fn gate() -> Record {
 }
 
 fn write(fake: &Fake, records: &[Record]) -> Result<Written, GitOpsError> {
-    let branch: BranchName = "main".parse().unwrap();
+    write_with(fake, "main", &Cancel::never(), records)
+}
+
+/// Writes `records` on `branch` (time paused: pauses between attempts pass at once).
+fn write_with(fake: &Fake, branch: &str, cancel: &Cancel, records: &[Record]) -> Result<Written, GitOpsError> {
+    let branch: BranchName = branch.parse().unwrap();
     let author = Author::default();
     let notes = Mutex::new(Vec::<String>::new());
     let notify = |line: &str| notes.lock().unwrap().push(line.to_owned());
@@ -241,7 +246,7 @@ fn write(fake: &Fake, records: &[Record]) -> Result<Written, GitOpsError> {
         date: "2026-11-20T10:13:00Z".parse().unwrap(),
         run_url: Some("https://github.com/acme/app/actions/runs/1"),
         notify: &notify,
-        cancel: &Cancel::never(),
+        cancel,
     };
     tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(writer.write(records))
 }
@@ -360,20 +365,9 @@ fn a_branch_that_keeps_refusing_is_given_up_naming_the_last_answer() {
 #[test]
 fn a_cancelled_write_stops_before_the_branch_moves() {
     let fake = Fake::new(&[]);
-    let branch: BranchName = "main".parse().unwrap();
-    let author = Author::default();
     let cancel = Cancel::never();
     cancel.cancel("SIGTERM");
-    let writer = Writer {
-        api: &fake,
-        branch: &branch,
-        author: &author,
-        date: "2026-11-20T10:13:00Z".parse().unwrap(),
-        run_url: None,
-        notify: &|_| {},
-        cancel: &cancel,
-    };
-    let err = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(writer.write(&[gate()])).unwrap_err();
+    let err = write_with(&fake, "main", &cancel, &[gate()]).unwrap_err();
     assert_eq!(err.kind(), crate::failure::FailureKind::Cancelled);
     assert!(err.to_string().starts_with("acme/gitops: cancelled by SIGTERM before moving main; nothing was committed"), "{err}");
     assert_eq!((fake.commit_count(), fake.0.lock().unwrap().moves), (1, 0));
@@ -382,18 +376,7 @@ fn a_cancelled_write_stops_before_the_branch_moves() {
 #[test]
 fn an_unknown_branch_is_named() {
     let fake = Fake::new(&[]);
-    let branch: BranchName = "trunk".parse().unwrap();
-    let author = Author::default();
-    let writer = Writer {
-        api: &fake,
-        branch: &branch,
-        author: &author,
-        date: "2026-11-20T10:13:00Z".parse().unwrap(),
-        run_url: None,
-        notify: &|_| {},
-        cancel: &Cancel::never(),
-    };
-    let err = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(writer.write(&[gate()])).unwrap_err();
+    let err = write_with(&fake, "trunk", &Cancel::never(), &[gate()]).unwrap_err();
     assert_eq!(err.to_string(), "acme/gitops: has no branch trunk; create it, or name an existing one (gitops-branch, --gitops-branch)");
     assert_eq!(err.kind(), crate::failure::FailureKind::Input);
 }
