@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod core;
+pub mod entropy;
 pub mod failure;
 pub mod github;
 pub mod gitops;

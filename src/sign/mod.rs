@@ -157,7 +157,7 @@ pub async fn sign<R: RegistryClient>(
     )))
 }
 
-async fn push_small_blob<R: RegistryClient>(registry: &R, repo: &Repository, bytes: &[u8], work: &Path) -> Result<(), Failure> {
+pub(crate) async fn push_small_blob<R: RegistryClient>(registry: &R, repo: &Repository, bytes: &[u8], work: &Path) -> Result<(), Failure> {
     let digest = Digest::of(bytes);
     if registry.blob_exists(repo, &digest).await.map_err(Failure::from)? {
         return Ok(());

@@ -105,14 +105,14 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
 
 /// Pushes the layout: blobs, child manifests by digest, then the tag by the
 /// race protocol. Another image under the tag is always a conflict: an
-/// image is its digest.
+/// image is its digest. Whether this run's `PUT` made the tag (`imagePushed`).
 pub(super) async fn push_layout<R: RegistryClient>(
     registry: &R,
     repo: &Repository,
     tag: &str,
     push: LayoutPush,
     cancel: &Cancel,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let LayoutPush { plan, path, previous } = push;
     eprintln!(
         "pushing image {repo}:{tag} ({}) from {}: {} blobs, {}",
@@ -143,7 +143,8 @@ pub(super) async fn push_layout<R: RegistryClient>(
     };
     let claim = tagging::claim_tag(registry, &write, cancel, |_other| async { Ok(false) }).await?;
     match claim {
-        Claim::Ours => Ok(()),
+        Claim::Made => Ok(true),
+        Claim::Found => Ok(false),
         Claim::Other(other) => Err(tagging::lost(&write, &other, "")),
     }
 }

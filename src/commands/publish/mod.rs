@@ -19,6 +19,7 @@
 //!    the cancellation token, so SIGINT/SIGTERM stop a run between writes and
 //!    never leave a tag naming blobs that are missing.
 
+mod claim;
 mod created;
 mod image;
 mod immutability;
@@ -53,10 +54,12 @@ use crate::settings::{Env, PublishSettings};
 #[derive(Debug, Clone)]
 pub struct PublishOutcome {
     pub report: CapsuleReport,
-    /// A new capsule (or a moved tag) was pushed; false when the tag already
-    /// named this release, and on a dry run.
+    /// This run's `PUT` made the capsule tag name this capsule (spec section
+    /// 7; see [`claim`]): false when the tag already named this release, when
+    /// another run published it at the same time, and on a dry run.
     pub published: bool,
-    /// The image was pushed from `--image-layout` by this run.
+    /// The same for the image tag, when this run pushed the image from
+    /// `--image-layout`.
     pub image_pushed: bool,
     pub dry_run: bool,
     /// The image tag does not exist and the settings allowed that (a pull
@@ -167,10 +170,7 @@ pub async fn publish_with<R: RegistryClient>(
     // Checked; now write. The image first: the capsule names it.
     let image_needs_push = image.to_push.is_some();
     let image_pushed = match image.to_push.take() {
-        Some(push) if !s.dry_run => {
-            image::push_layout(registry, &c.image, &tag, push, cancel).await?;
-            true
-        }
+        Some(push) if !s.dry_run => image::push_layout(registry, &c.image, &tag, push, cancel).await?,
         _ => false,
     };
     let mut report = CapsuleReport::new(&release, &package, &built);
@@ -182,13 +182,17 @@ pub async fn publish_with<R: RegistryClient>(
         CapsuleAction::Overwrite { digest } => Some(Some(digest)),
         CapsuleAction::Unchanged | CapsuleAction::KeepSameRelease(_) => None,
     };
-    let mut raced = None;
+    let (mut published, mut raced) = (false, None);
     if let (Some(previous), false) = (previous, s.dry_run) {
         let capsule = CapsuleWrite { dir: &capsule_layout, built: &built, ours: &ours, previous, work: work.path() };
-        raced = push_capsule(registry, &c.capsule, &tag, &capsule, cancel).await?;
+        (published, raced) = push_capsule(registry, &c.capsule, &tag, &capsule, cancel).await?;
     }
-    let published = previous.is_some() && !s.dry_run && raced.is_none();
     let mut message = match (&action, &raced) {
+        (CapsuleAction::Push | CapsuleAction::Overwrite { .. }, None) if !published && !s.dry_run => format!(
+            "already published: {capsule_ref} is {}, this very capsule, which another run pushed at the same time; that run \
+             counts as its publisher (published=false)",
+            built.digest
+        ),
         (_, Some(other)) => {
             immutability::describe_existing(&mut report, &c.capsule, other);
             format!(
@@ -259,14 +263,15 @@ struct CapsuleWrite<'a> {
 }
 
 /// Uploads the capsule's blobs (skipping those present), then claims the tag.
-/// `Some` when another run's capsule of the same release holds it at the end.
+/// Whether this run's `PUT` made the tag name the capsule (`published`), and
+/// the capsule of the same release another run tagged instead, if one did.
 async fn push_capsule<R: RegistryClient>(
     registry: &R,
     repo: &Repository,
     tag: &str,
     w: &CapsuleWrite<'_>,
     cancel: &Cancel,
-) -> Result<Option<Existing>, Failure> {
+) -> Result<(bool, Option<Existing>), Failure> {
     let config = Digest::of(EMPTY_CONFIG);
     let (dir, built) = (w.dir, w.built);
     let blob = |digest: &Digest, size: u64| (digest.clone(), BlobLocation { file: layout::blob_path(dir, digest), offset: 0, size });
@@ -298,8 +303,9 @@ async fn push_capsule<R: RegistryClient>(
         }
     };
     match tagging::claim_tag(registry, &write, cancel, accept).await? {
-        Claim::Ours => Ok(None),
-        Claim::Other(_) => Ok(same_release.into_inner().unwrap_or_else(|e| e.into_inner())),
+        Claim::Made => Ok((true, None)),
+        Claim::Found => Ok((false, None)),
+        Claim::Other(_) => Ok((false, same_release.into_inner().unwrap_or_else(|e| e.into_inner()))),
     }
 }
 

@@ -21,6 +21,10 @@
 //! than A's (a registry stalling one request for seconds) can still move the
 //! tag after A reported success; nothing short of a registry-side
 //! compare-and-swap closes that. The README says so.
+//!
+//! Runs of the same release `PUT` the same digest and all succeed; which one
+//! of them *made* the tag (`published=true`) is settled by the claim register
+//! of [`super::claim`], written before the re-check and read after the `PUT`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,6 +33,7 @@ use anyhow::anyhow;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::time::Instant;
 
+use super::claim::ClaimMark;
 use super::debug;
 use crate::cancel::Cancel;
 use crate::core::ident::{Digest, Repository};
@@ -69,8 +74,11 @@ pub(super) struct TagWrite<'a> {
 /// Who holds the tag at the end.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Claim {
-    /// This run's digest.
-    Ours,
+    /// This run's digest, and this run's `PUT` made it so ([`super::claim`]).
+    Made,
+    /// This run's digest, but not by this run's doing alone: it was there at
+    /// the re-check, or another run's identical `PUT` may have made it.
+    Found,
     /// Another digest that the caller accepted (a capsule of the same release).
     Other(Digest),
 }
@@ -86,11 +94,14 @@ where
     let (repo, tag) = (w.repo, w.tag);
     let tagging = format!("tagging {} {}", w.what, repo.with_tag(tag));
     cancel.check(&tagging)?;
+    let mark = ClaimMark::random(w.digest);
+    mark.write(registry, repo).await?;
+    cancel.check(&tagging)?;
     let started = Instant::now();
     match registry.resolve(repo, tag).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest => {
             debug(&format!("{}: another run already tagged this very manifest", repo.with_tag(tag)));
-            return Ok(Claim::Ours);
+            return Ok(Claim::Found);
         }
         Some(now) if Some(&now) != w.previous => {
             if accept(now.clone()).await? {
@@ -103,6 +114,10 @@ where
     cancel.check(&tagging)?;
     registry.push_manifest(repo, tag, w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
+    let made = mark.still_ours(registry, repo).await?;
+    if !made {
+        debug(&format!("{}: another run claimed it since; that run counts as its publisher", repo.with_tag(tag)));
+    }
     read_back(registry, repo, w.digest).await?;
     let settle = settle_delay(gap);
     debug(&format!("{}: re-check to PUT took {gap:?}; confirming the tag in {settle:?}", repo.with_tag(tag)));
@@ -119,7 +134,8 @@ where
         _ = tokio::time::sleep(settle) => {}
     }
     match registry.resolve(repo, tag).await.map_err(Failure::from)? {
-        Some(now) if &now == w.digest => Ok(Claim::Ours),
+        Some(now) if &now == w.digest && made => Ok(Claim::Made),
+        Some(now) if &now == w.digest => Ok(Claim::Found),
         Some(now) => {
             if accept(now.clone()).await? {
                 Ok(Claim::Other(now))
@@ -219,10 +235,13 @@ mod tests {
         // The same release: accepted, nothing written.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(true) }).await.unwrap();
         assert_eq!(claim, Claim::Other(theirs.clone()));
-        // Overwriting exactly what was decided on: ours.
+        // Overwriting exactly what was decided on: ours, and this run made it.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, Some(&theirs)), &never, |_| async { Ok(false) }).await.unwrap();
-        assert_eq!(claim, Claim::Ours);
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), Some(ours));
+        assert_eq!(claim, Claim::Made);
+        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), Some(ours.clone()));
+        // Found already naming our digest: not this run's doing.
+        let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(false) }).await.unwrap();
+        assert_eq!(claim, Claim::Found);
     }
 
     #[tokio::test]

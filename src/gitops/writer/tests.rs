@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use super::*;
+use crate::cancel::Cancel;
 use crate::core::ident::Digest;
 use crate::core::package::PackageKind;
 use crate::github::git_data::{NewContent, Tree, TreeEntry};
@@ -26,15 +27,45 @@ struct Repo {
     head: usize,
     /// Someone else commits this file just before each of our next N moves.
     interlopers: u32,
-    /// The next move lands but its answer is lost.
-    lose_answer: bool,
+    /// What the next moves do instead of answering plainly.
+    scripts: std::collections::VecDeque<Script>,
     /// Blobs created one by one, and tree requests.
     creates: u32,
     tree_requests: u32,
     moves: u32,
 }
 
+/// A ref update as GitHub may treat it.
+#[derive(Debug, Clone, Copy)]
+enum Script {
+    /// Applied, but the answer is lost (a reset, a 5xx after the fact).
+    ApplyThenLose,
+    /// Applied, then refused all the same (422 "Reference update failed").
+    ApplyThenRefuse,
+    /// Not applied; a 422 with this wording.
+    Refuse(&'static str),
+    /// Not applied; no answer (a 5xx or a reset before it was applied).
+    Lose,
+    /// Applied, answer lost, and someone else commits on top before we read.
+    ApplyLoseThenInterloper,
+}
+
 struct Fake(Mutex<Repo>);
+
+impl Repo {
+    /// Someone else's commit on top of the head.
+    fn interlope(&mut self) {
+        let mut tree = self.trees[self.commits[self.head].0].clone();
+        let n = self.commits.len();
+        let content = format!("someone else {n}\n").into_bytes();
+        tree.insert(format!("other/{n}.txt"), blob_sha(&content));
+        self.blobs.insert(blob_sha(&content), content);
+        self.trees.push(tree);
+        let (parent, tree) = (self.head, self.trees.len() - 1);
+        self.commits.push((tree, Some(parent)));
+        self.head = n;
+    }
+}
 
 fn idx(id: &str, prefix: char) -> usize {
     id.trim_start_matches(prefix).split(':').next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
@@ -149,25 +180,28 @@ impl GitData for Fake {
         r.moves += 1;
         if r.interlopers > 0 {
             r.interlopers -= 1;
-            let mut tree = r.trees[r.commits[r.head].0].clone();
-            let n = r.commits.len();
-            let content = format!("someone else {n}\n").into_bytes();
-            tree.insert(format!("other/{n}.txt"), blob_sha(&content));
-            r.blobs.insert(blob_sha(&content), content);
-            r.trees.push(tree);
-            let (parent, tree) = (r.head, r.trees.len() - 1);
-            r.commits.push((tree, Some(parent)));
-            r.head = n;
+            r.interlope();
         }
         let new = idx(sha, 'c');
-        if r.commits[new].1 != Some(r.head) {
-            return ok(RefUpdate::NotFastForward);
+        let fast_forward = r.commits[new].1 == Some(r.head) || new == r.head;
+        let script = r.scripts.pop_front();
+        let lost = || RefUpdate::Uncertain("502 Server Error".into());
+        match script {
+            Some(Script::Refuse(wording)) => return ok(RefUpdate::Refused(format!("422 {wording}"))),
+            Some(Script::Lose) => return ok(lost()),
+            _ if !fast_forward => return ok(RefUpdate::Refused("422 Update is not a fast forward".into())),
+            _ => {}
         }
         r.head = new;
-        if std::mem::take(&mut r.lose_answer) {
-            return ok(RefUpdate::Uncertain("connection reset".into()));
+        match script {
+            Some(Script::ApplyThenLose) => ok(lost()),
+            Some(Script::ApplyThenRefuse) => ok(RefUpdate::Refused("422 Reference update failed".into())),
+            Some(Script::ApplyLoseThenInterloper) => {
+                r.interlope();
+                ok(lost())
+            }
+            _ => ok(RefUpdate::Moved),
         }
-        ok(RefUpdate::Moved)
     }
 }
 
@@ -196,7 +230,12 @@ fn gate() -> Record {
 }
 
 fn write(fake: &Fake, records: &[Record]) -> Result<Written, GitOpsError> {
-    let branch: BranchName = "main".parse().unwrap();
+    write_with(fake, "main", &Cancel::never(), records)
+}
+
+/// Writes `records` on `branch` (time paused: pauses between attempts pass at once).
+fn write_with(fake: &Fake, branch: &str, cancel: &Cancel, records: &[Record]) -> Result<Written, GitOpsError> {
+    let branch: BranchName = branch.parse().unwrap();
     let author = Author::default();
     let notes = Mutex::new(Vec::<String>::new());
     let notify = |line: &str| notes.lock().unwrap().push(line.to_owned());
@@ -207,6 +246,7 @@ fn write(fake: &Fake, records: &[Record]) -> Result<Written, GitOpsError> {
         date: "2026-11-20T10:13:00Z".parse().unwrap(),
         run_url: Some("https://github.com/acme/app/actions/runs/1"),
         notify: &notify,
+        cancel,
     };
     tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(writer.write(records))
 }
@@ -274,30 +314,69 @@ fn a_branch_that_never_settles_is_given_up_without_a_commit() {
     assert!(!fake.files_at_head().keys().any(|p| p.starts_with("w/")));
 }
 
+fn scripted(scripts: &[Script]) -> Fake {
+    let fake = Fake::new(&[("README.md", b"gitops\n")]);
+    fake.0.lock().unwrap().scripts = scripts.iter().copied().collect();
+    fake
+}
+
 #[test]
-fn a_lost_answer_to_the_move_is_read_back_not_resent() {
-    let fake = Fake::new(&[]);
-    fake.0.lock().unwrap().lose_answer = true;
-    let w = write(&fake, &[gate()]).unwrap();
-    assert!(w.commit.is_some());
+fn an_update_that_was_applied_is_found_by_reading_the_branch_not_resent() {
+    for script in [Script::ApplyThenLose, Script::ApplyThenRefuse] {
+        let fake = scripted(&[script]);
+        let w = write(&fake, &[gate()]).unwrap();
+        let head = format!("c{}", fake.0.lock().unwrap().head);
+        assert_eq!(w.commit.as_deref(), Some(head.as_str()), "{script:?}: the commit that landed");
+        assert_eq!((fake.0.lock().unwrap().moves, w.attempts), (1, 1), "{script:?}");
+        assert_eq!(fake.commit_count(), 2, "{script:?}");
+    }
+}
+
+#[test]
+fn every_refusal_and_unknown_outcome_that_did_not_apply_is_planned_again_into_one_commit() {
+    let refusals = [Script::Refuse("Update is not a fast forward"), Script::Refuse("Reference cannot be updated")];
+    let fake = scripted(&[refusals[0], refusals[1], Script::Refuse("Reference update failed"), Script::Lose]);
+    let w = write(&fake, &[freight(), gate()]).unwrap();
+    assert_eq!(w.attempts, 5);
+    assert_eq!(fake.commit_count(), 2, "one commit: the same one each time, landed once");
+    let head = format!("c{}", fake.0.lock().unwrap().head);
+    assert_eq!(w.commit.as_deref(), Some(head.as_str()));
+}
+
+#[test]
+fn a_lost_answer_with_another_commit_on_top_is_found_recorded_not_written_twice() {
+    let fake = scripted(&[Script::ApplyLoseThenInterloper]);
+    let w = write(&fake, &[freight(), gate()]).unwrap();
+    assert_eq!(w.commit, None, "planned again on the other commit: everything is there");
+    assert_eq!(w.kept.len(), 4);
+    assert_eq!(fake.commit_count(), 3, "ours, then theirs");
     assert_eq!(fake.0.lock().unwrap().moves, 1);
-    assert_eq!(fake.commit_count(), 2);
+}
+
+#[test]
+fn a_branch_that_keeps_refusing_is_given_up_naming_the_last_answer() {
+    let fake = scripted(&[Script::Refuse("Reference cannot be updated"); MAX_ATTEMPTS as usize]);
+    let err = write(&fake, &[gate()]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("did not move (422 Reference cannot be updated)") && text.contains("nothing was committed"), "{text}");
+    assert_eq!(fake.commit_count(), 1);
+}
+
+#[test]
+fn a_cancelled_write_stops_before_the_branch_moves() {
+    let fake = Fake::new(&[]);
+    let cancel = Cancel::never();
+    cancel.cancel("SIGTERM");
+    let err = write_with(&fake, "main", &cancel, &[gate()]).unwrap_err();
+    assert_eq!(err.kind(), crate::failure::FailureKind::Cancelled);
+    assert!(err.to_string().starts_with("acme/gitops: cancelled by SIGTERM before moving main; nothing was committed"), "{err}");
+    assert_eq!((fake.commit_count(), fake.0.lock().unwrap().moves), (1, 0));
 }
 
 #[test]
 fn an_unknown_branch_is_named() {
     let fake = Fake::new(&[]);
-    let branch: BranchName = "trunk".parse().unwrap();
-    let author = Author::default();
-    let writer = Writer {
-        api: &fake,
-        branch: &branch,
-        author: &author,
-        date: "2026-11-20T10:13:00Z".parse().unwrap(),
-        run_url: None,
-        notify: &|_| {},
-    };
-    let err = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(writer.write(&[gate()])).unwrap_err();
+    let err = write_with(&fake, "trunk", &Cancel::never(), &[gate()]).unwrap_err();
     assert_eq!(err.to_string(), "acme/gitops: has no branch trunk; create it, or name an existing one (gitops-branch, --gitops-branch)");
     assert_eq!(err.kind(), crate::failure::FailureKind::Input);
 }

@@ -64,6 +64,8 @@ class RunnerSandbox(RunnerStep):
     ``environment(...)`` builds the container's environment; ``start(...)``
     starts the step and returns a ``subprocess.Popen`` whose ``pid1`` attribute
     is the host pid of the sandboxed PID 1 (what ``docker kill`` signals).
+    ``start_cli(args, env, binds)`` runs a CLI command the same way, PID 1 of
+    the same kind of container (a container step, a Kubernetes Job).
     """
 
     def __init__(self, tmp_path: Path, binary: Path, repo_root: Path):
@@ -97,7 +99,9 @@ class RunnerSandbox(RunnerStep):
             env.setdefault(k, v)
         return env
 
-    def command(self, step: Step, env: dict[str, str], info_fd: int) -> list[str]:
+    def _container(self, info_fd: int) -> list[str]:
+        """bwrap's part that makes a container: namespaces, PID 1, Docker's
+        capabilities, the root file system."""
         argv = [
             "bwrap",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
@@ -107,11 +111,10 @@ class RunnerSandbox(RunnerStep):
         ]
         for cap in DOCKER_DEFAULT_CAPS:
             argv += ["--cap-add", cap]
-        argv += [
-            "--bind", str(self.rootfs), "/",
-            "--proc", "/proc",
-            "--dev", "/dev",
-        ]
+        return argv + ["--bind", str(self.rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
+
+    def command(self, step: Step, env: dict[str, str], info_fd: int) -> list[str]:
+        argv = self._container(info_fd)
         for host, container in self.mounts(step):
             if container != DOCKER_SOCKET:  # no mount point for it in the bare rootfs
                 argv += ["--bind", host, container]
@@ -125,9 +128,27 @@ class RunnerSandbox(RunnerStep):
 
     def start(self, step: Step, env: dict[str, str]) -> subprocess.Popen:
         self.own_as_runner(step)
+        return self._spawn(lambda info_fd: self.command(step, env, info_fd))
+
+    def start_cli(self, args: list[str], env: dict[str, str], binds: dict[Path, str]) -> subprocess.Popen:
+        """The binary as a CLI command, PID 1 of its container as in a
+        Kubernetes Job: ``binds`` maps host directories to container paths;
+        ``env`` is all of its environment."""
+
+        def command(info_fd: int) -> list[str]:
+            argv = self._container(info_fd)
+            for host, container in binds.items():
+                argv += ["--bind", str(host), container]
+            argv += ["--chdir", "/tmp", "--clearenv"]
+            for k, v in env.items():
+                argv += ["--setenv", k, v]
+            return argv + ["/release-capsule", *args]
+        return self._spawn(command)
+
+    def _spawn(self, command) -> subprocess.Popen:
         read_fd, write_fd = os.pipe()
         proc = subprocess.Popen(
-            self.command(step, env, write_fd),
+            command(write_fd),
             pass_fds=(write_fd,),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
