@@ -15,7 +15,8 @@ import time
 import pytest
 
 from test_gitops import GATE, NAME, OWNER, TOKEN, commit_count, gitops  # noqa: F401 (fixture)
-from test_runner_sandbox import _pid1_in_its_namespace, _wait_for, sandbox  # noqa: F401 (fixture)
+from runner_support import pid1_in_its_namespace, wait_for
+from test_runner_sandbox import sandbox  # noqa: F401 (fixture)
 from verify_support import SHA, TAG
 
 # The cancellation watchdog's deadline (src/cancel.rs): a run still going
@@ -32,7 +33,7 @@ def start(sandbox, args, tmp_path, env=None):
 
 
 def sigterm(proc) -> tuple[float, str, str]:
-    assert _pid1_in_its_namespace(proc.pid1), "PID 1, as in a container"
+    assert pid1_in_its_namespace(proc.pid1), "PID 1, as in a container"
     sent = time.monotonic()
     os.kill(proc.pid1, signal.SIGTERM)
     try:
@@ -58,7 +59,7 @@ def test_sigterm_mid_download_exits_130_leaving_no_output(command, sandbox, worl
     if command == "verify":
         args += ["--image", f"{world.image}:{TAG}"]
     proc, out = start(sandbox, args, tmp_path)
-    _wait_for("the layer download", lambda: proxy.entries("GET", "/blobs/"), proc)
+    wait_for("the layer download", lambda: proxy.entries("GET", "/blobs/"), proc)
     elapsed, stdout, stderr = sigterm(proc)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{stdout}\n{stderr}"
     assert elapsed < EXIT_DEADLINE, f"{elapsed:.1f}s after SIGTERM"
@@ -74,7 +75,7 @@ def test_export_freight_stopped_while_verifying_commits_nothing(sandbox, world, 
     proc, _ = start(sandbox, ["export-freight", "--capsule", f"{capsule}:{TAG}", "--freight-path", "warehouses/x/freight",
                               "--gitops-repository", f"{OWNER}/{NAME}"],
                     tmp_path, {"GITOPS_TOKEN": TOKEN, "GITHUB_API_URL": fake_github.url})
-    _wait_for("the layer download", lambda: proxy.entries("GET", "/blobs/"), proc)
+    wait_for("the layer download", lambda: proxy.entries("GET", "/blobs/"), proc)
     elapsed, stdout, stderr = sigterm(proc)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{stdout}\n{stderr}"
     assert elapsed < EXIT_DEADLINE
@@ -93,7 +94,7 @@ def test_record_gate_stopped_before_the_branch_moves_commits_nothing(sandbox, gi
     fake_github.hold = lambda call: 60 if call.method == "POST" and call.path.endswith("/git/trees") else 0
     before = commit_count(gitops)
     proc = record_gate_as_pid1(sandbox, fake_github, tmp_path)
-    _wait_for("the tree request to reach GitHub", lambda: any(c.held for c in fake_github.calls), proc)
+    wait_for("the tree request to reach GitHub", lambda: any(c.held for c in fake_github.calls), proc)
     elapsed, stdout, stderr = sigterm(proc)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{stdout}\n{stderr}"
     assert elapsed < EXIT_DEADLINE
@@ -111,7 +112,7 @@ def test_record_gate_with_the_branch_update_in_flight_reports_what_happened(answ
     fake_github.hold = lambda call: answer_after if call.method == "PATCH" and "/git/refs/" in call.path else 0
     before = commit_count(gitops)
     proc = record_gate_as_pid1(sandbox, fake_github, tmp_path)
-    _wait_for("the branch update to reach GitHub", lambda: any(c.held for c in fake_github.calls), proc)
+    wait_for("the branch update to reach GitHub", lambda: any(c.held for c in fake_github.calls), proc)
     elapsed, stdout, stderr = sigterm(proc)
     assert elapsed < EXIT_DEADLINE
     if answer_after < 2.5:

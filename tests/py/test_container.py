@@ -134,7 +134,9 @@ def test_workflow_dispatch_republish_is_a_no_op_from_the_image(runner, shared_di
     r = again.run(sha=pushed.sha, **inputs)
     assert r.returncode == 0, r
     assert r.outputs["published"] == "false" and r.outputs["digest"] == first.outputs["digest"], r.outputs
-    assert registry.client().tags(f"{repo_name}-release-capsule") == [f"git-{pushed.sha}"]
+    # The tag, and the claim register of the run that made it (src/commands/publish/claim.rs).
+    claim = f"sha256-{first.outputs['digest'].removeprefix('sha256:')}.claim"
+    assert sorted(registry.client().tags(f"{repo_name}-release-capsule")) == sorted([f"git-{pushed.sha}", claim])
     runs = fake_github.check_runs()
     assert [(run["head_sha"], run["conclusion"]) for run in runs] == [(pushed.sha, "success")] * 2, runs
     assert fake_github.statuses()[-1]["description"].endswith(f"git-{pushed.sha[:7]} already published")
