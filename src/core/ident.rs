@@ -30,9 +30,10 @@ impl GitSha {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    /// The tag that names this release in every repository: `git-<sha>`.
+    /// The tag that names this release in every repository: `git-<sha>`
+    /// (as a [`super::tag::Tag`], `Tag::from(&sha)`).
     pub fn tag(&self) -> String {
-        format!("git-{}", self.0)
+        super::tag::Tag::from(self).to_string()
     }
     pub fn short(&self) -> &str {
         &self.0[..7]

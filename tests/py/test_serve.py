@@ -22,27 +22,8 @@ import pytest
 from harness import BackgroundServer, QuietHandler, free_port
 from harness.evil_registry import build_layer, capsule_annotations, capsule_manifest, package_tree_digest, sha256_digest
 from kargo_http import HttpStep
+from serve_support import DEPLOY, KUSTOMIZATION, STEP, allow, behind, judged, stage_body
 from verify_support import CREATED, SHA, TAG, World, app_image_layout, skopeo_push
-
-STEP = HttpStep.load()
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kargo"
-KUSTOMIZATION = b"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - base\n"
-
-
-def stage_body(world: World, capsule_repo: str | None = None, *, release: dict | None = None, image_digest: str | None = None) -> bytes:
-    """The body the Kustomize stage's http step sends for this world's release."""
-    capsule_repo = capsule_repo or world.capsule
-    step = HttpStep(STEP.config, {**STEP.vars, "imageRepo": world.image, "capsuleRepo": capsule_repo})
-    images = {world.image: {"RepoURL": world.image, "Tag": TAG, "Digest": image_digest or world.image_digest}}
-    parsed = {
-        "gitCommit": SHA, "imageRepo": world.image, "imageTag": TAG, "imageDigest": world.image_digest,
-        "packageKind": world.kind, "packagePath": f"package/{world.kind}", **(release or {}),
-    }
-    return step.body(images, {"capsule-release": parsed})
-
-
-def judged(status: int, answer: dict) -> tuple[bool, bool, dict]:
-    return STEP.judge(status, answer)
 
 
 @pytest.fixture
@@ -56,19 +37,6 @@ def kustomize_world(registry, repo_name, skopeo, run_cli, tmp_path) -> World:
     w = World(registry, skopeo, run_cli, base, tmp_path, image, f"{image}-release-capsule", "", kind="kustomize")
     w.image_digest = w.push_image_tag(TAG)
     return w
-
-
-def allow(world: World) -> list[str]:
-    return ["--allow", world.image, "--allow", world.capsule]
-
-
-def behind(proxy, world: World) -> World:
-    """The same world reached through ``proxy``: names (and so the capsule's
-    release.yaml) use the proxy's host, and the image is pushed through it."""
-    view = World(world.registry, world.skopeo, world.run_cli, world.chart, world.tmp,
-                 world.image.replace(world.registry.host, proxy.host), world.capsule.replace(world.registry.host, proxy.host), "")
-    view.image_digest = view.push_image_tag(TAG)
-    return view
 
 
 # -- the stage's request, unchanged ---------------------------------------------

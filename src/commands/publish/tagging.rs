@@ -32,6 +32,7 @@ use tokio::time::Instant;
 use super::debug;
 use crate::cancel::Cancel;
 use crate::core::ident::{Digest, Repository};
+use crate::core::tag::Tag;
 use crate::failure::Failure;
 use crate::image_layout::BlobLocation;
 use crate::registry::{RegistryClient, RegistryError};
@@ -55,7 +56,7 @@ pub fn settle_delay(recheck_to_put: Duration) -> Duration {
 /// One tag to write.
 pub(super) struct TagWrite<'a> {
     pub repo: &'a Repository,
-    pub tag: &'a str,
+    pub tag: &'a Tag,
     pub media_type: &'a str,
     pub bytes: &'a [u8],
     pub digest: &'a Digest,
@@ -87,7 +88,7 @@ where
     let tagging = format!("tagging {} {}", w.what, repo.with_tag(tag));
     cancel.check(&tagging)?;
     let started = Instant::now();
-    match registry.resolve(repo, tag).await.map_err(Failure::from)? {
+    match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest => {
             debug(&format!("{}: another run already tagged this very manifest", repo.with_tag(tag)));
             return Ok(Claim::Ours);
@@ -101,7 +102,7 @@ where
         _ => {}
     }
     cancel.check(&tagging)?;
-    registry.push_manifest(repo, tag, w.media_type, w.bytes).await.map_err(Failure::from)?;
+    registry.push_manifest(repo, tag.into(), w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
     read_back(registry, repo, w.digest).await?;
     let settle = settle_delay(gap);
@@ -118,7 +119,7 @@ where
         }
         _ = tokio::time::sleep(settle) => {}
     }
-    match registry.resolve(repo, tag).await.map_err(Failure::from)? {
+    match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest => Ok(Claim::Ours),
         Some(now) => {
             if accept(now.clone()).await? {
@@ -153,7 +154,7 @@ pub(super) fn lost(w: &TagWrite<'_>, theirs: &Digest, when: &str) -> Failure {
 /// The client retries "not found" for what it just wrote, so `None` here
 /// means the registry kept not having it.
 pub(super) async fn read_back<R: RegistryClient>(registry: &R, repo: &Repository, digest: &Digest) -> Result<(), Failure> {
-    match registry.manifest(repo, digest.as_str()).await.map_err(Failure::from)? {
+    match registry.manifest(repo, digest.into()).await.map_err(Failure::from)? {
         Some(m) if &m.digest == digest => Ok(()),
         Some(m) => Err(Failure::failed(anyhow!("{repo}@{digest}: reading the pushed manifest back gave {}", m.digest))),
         None => Err(Failure::network(anyhow!(
@@ -198,8 +199,10 @@ mod tests {
         assert_eq!(settle_delay(Duration::from_secs(60)), SETTLE_MAX);
     }
 
+    static TAG: std::sync::LazyLock<Tag> = std::sync::LazyLock::new(|| "git-x".parse().unwrap());
+
     fn write<'a>(repo: &'a Repository, bytes: &'a [u8], digest: &'a Digest, previous: Option<&'a Digest>) -> TagWrite<'a> {
-        TagWrite { repo, tag: "git-x", media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
+        TagWrite { repo, tag: &TAG, media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
     }
 
     #[tokio::test(start_paused = true)]
@@ -215,14 +218,14 @@ mod tests {
         assert_eq!(e.kind, FailureKind::Failed);
         let text = e.to_string();
         assert!(text.contains(theirs.as_str()) && text.contains(ours.as_str()), "{text}");
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), Some(theirs.clone()), "nothing was written");
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), Some(theirs.clone()), "nothing was written");
         // The same release: accepted, nothing written.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(true) }).await.unwrap();
         assert_eq!(claim, Claim::Other(theirs.clone()));
         // Overwriting exactly what was decided on: ours.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, Some(&theirs)), &never, |_| async { Ok(false) }).await.unwrap();
         assert_eq!(claim, Claim::Ours);
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), Some(ours));
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), Some(ours));
     }
 
     #[tokio::test]
@@ -235,6 +238,6 @@ mod tests {
         cancel.cancel("SIGINT");
         let e = claim_tag(&reg, &write(&repo, &bytes, &digest, None), &cancel, |_| async { Ok(false) }).await.unwrap_err();
         assert_eq!(e.kind, FailureKind::Cancelled);
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), None);
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), None);
     }
 }

@@ -23,6 +23,14 @@ use super::ident::{hex, Digest};
 /// Kargo's limits (spec section 2).
 pub const MAX_FILE_SIZE: u64 = 50 * 1024 * 1024;
 pub const MAX_TOTAL_SIZE: u64 = 100 * 1024 * 1024;
+/// Ours (spec section 2): entries (files and directories) in a layer, so that
+/// a capsule of empty files cannot exhaust a consumer's inodes or time.
+pub const MAX_ENTRIES: usize = 10_000;
+/// The entries layer 0 holds besides the package's own: `metadata/`, its two
+/// files, `package/`, `package/<kind>/` and `release.yaml`.
+pub const CAPSULE_OWN_ENTRIES: usize = 6;
+/// Entries a package may have, so that layer 0 stays within [`MAX_ENTRIES`].
+pub const MAX_PACKAGE_ENTRIES: usize = MAX_ENTRIES - CAPSULE_OWN_ENTRIES;
 
 /// Folders never packaged, wherever they are.
 const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn", ".bzr", "_darcs", "CVS"];

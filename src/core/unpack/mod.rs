@@ -1,6 +1,8 @@
 //! Unpacking a capsule archive that came from somewhere else. Everything spec
-//! section 2 forbids is refused, sizes are counted as bytes arrive (headers are
-//! not trusted), and nothing is written outside the output directory.
+//! section 2 forbids is refused, sizes and entries are counted as they arrive
+//! (headers are not trusted, and the entry past the limit is never written),
+//! and nothing is written outside the output directory. A caller that gives
+//! up (a request that timed out) can stop an unpack between two reads.
 //!
 //! The archive must also read the same here as in Kargo's `untar` (Go's
 //! archive/tar behind a multi-member gzip reader), or a capsule could verify
@@ -13,10 +15,11 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::archive::HashingWriter;
 use super::ident::Digest;
-use super::package::{MAX_FILE_SIZE, MAX_TOTAL_SIZE};
+use super::package::{MAX_ENTRIES, MAX_FILE_SIZE, MAX_TOTAL_SIZE};
 
 /// Room for tar headers and padding on top of the content limit.
 const MAX_DECOMPRESSED: u64 = MAX_TOTAL_SIZE + 16 * 1024 * 1024;
@@ -35,6 +38,12 @@ pub enum UnpackError {
     FileTooLarge { path: String },
     #[error("archive: expands to more than the 100 MiB limit (a compression bomb, or not a capsule)")]
     TooLarge,
+    #[error(
+        "archive: holds more than {MAX_ENTRIES} entries (files and directories), the limit of a capsule layer; nothing past it was written"
+    )]
+    TooManyEntries,
+    #[error("unpacking was stopped: what it was for was given up")]
+    Stopped,
     #[error("archive entry {path:?}: its header says {declared} bytes but the archive holds {read}")]
     Truncated { path: String, declared: u64, read: u64 },
     #[error("archive: data follows the end-of-archive marker; a capsule archive ends there")]
@@ -83,9 +92,35 @@ fn is_bomb(e: &io::Error) -> bool {
     e.get_ref().is_some_and(|inner| inner.is::<BombMarker>())
 }
 
+/// Fails every read once `stop` is set.
+struct Stoppable<'a, R> {
+    inner: R,
+    stop: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other(StopMarker));
+        }
+        self.inner.read(buf)
+    }
+}
+
+#[derive(Debug)]
+struct StopMarker;
+impl std::fmt::Display for StopMarker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped")
+    }
+}
+impl std::error::Error for StopMarker {}
+
 fn corrupt(e: io::Error) -> UnpackError {
     if is_bomb(&e) {
         UnpackError::TooLarge
+    } else if e.get_ref().is_some_and(|inner| inner.is::<StopMarker>()) {
+        UnpackError::Stopped
     } else {
         UnpackError::Corrupt(e)
     }
@@ -125,6 +160,12 @@ fn checked_name(raw: &[u8], is_dir: bool) -> Result<String, UnpackError> {
 /// Unpacks the gzip'd tar read from `layer` into `out`, which must not exist
 /// or be empty. Returns every file with its size and sha256.
 pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
+    unpack_until(layer, out, &AtomicBool::new(false))
+}
+
+/// [`unpack`], ending with [`UnpackError::Stopped`] at the first read after
+/// `stop` is set.
+pub fn unpack_until(layer: impl Read, out: &Path, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
     // A link planted where the output goes would carry every write elsewhere.
     if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(UnpackError::OutputIsLink { dir: out.to_owned() });
@@ -139,9 +180,9 @@ pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackE
         Err(e) => return Err(write_err(out)(e)),
     }
     // Go's gzip reader reads every member, so a second member is part of the archive.
-    let gz = flate2::read::MultiGzDecoder::new(layer);
+    let gz = flate2::read::MultiGzDecoder::new(Stoppable { inner: layer, stop });
     let mut archive = tar::Archive::new(Budget { inner: gz, left: MAX_DECOMPRESSED });
-    let files = unpack_entries(&mut archive, out)?;
+    let files = unpack_entries(&mut archive, out, stop)?;
     // After the end-of-archive block only zero padding may follow: Go's reader
     // refuses a zero block followed by a header, where the tar crate would stop.
     let mut rest = archive.into_inner();
@@ -163,13 +204,19 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError {
     move |source| UnpackError::Write { path, source }
 }
 
-fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
+fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
     let mut dirs: HashSet<String> = HashSet::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut files = Vec::new();
     let mut total = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
-    for entry in archive.entries().map_err(corrupt)? {
+    for (index, entry) in archive.entries().map_err(corrupt)?.enumerate() {
+        if index >= MAX_ENTRIES {
+            return Err(UnpackError::TooManyEntries);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(UnpackError::Stopped);
+        }
         let mut entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
         let is_dir = kind.is_dir();

@@ -144,3 +144,62 @@ fn unpacks_and_hashes() {
     assert!(matches!(unpack(&layer[..], &dir.path().join("link")), Err(UnpackError::OutputIsLink { .. })));
     assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+/// `d/` and `files` empty files under it.
+fn many_files(files: usize) -> Vec<u8> {
+    tgz(|b| {
+        file(b, b"d/", b"", tar::EntryType::Directory);
+        for i in 0..files {
+            file(b, format!("d/f{i:05}").as_bytes(), b"", tar::EntryType::Regular);
+        }
+    })
+}
+
+#[test]
+fn entries_are_counted_and_the_one_past_the_limit_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = unpack(&many_files(MAX_ENTRIES - 1)[..], &dir.path().join("ok")).unwrap();
+    assert_eq!(files.len(), MAX_ENTRIES - 1, "10,000 entries in all: allowed");
+
+    let out = dir.path().join("over");
+    let err = unpack(&many_files(MAX_ENTRIES)[..], &out).unwrap_err();
+    assert!(matches!(err, UnpackError::TooManyEntries), "{err}");
+    assert!(err.to_string().contains("more than 10000 entries"), "{err}");
+    let written = fs::read_dir(out.join("d")).unwrap().count();
+    assert_eq!(written, MAX_ENTRIES - 1, "the directory and 9,999 files; the 10,001st entry was refused before it was written");
+    assert!(!out.join(format!("d/f{:05}", MAX_ENTRIES - 1)).exists());
+}
+
+/// Reads `inner`, and sets `stop` once `after` bytes have been read.
+struct StopAfter<'a> {
+    inner: &'a [u8],
+    after: usize,
+    read: usize,
+    stop: &'a AtomicBool,
+}
+
+impl Read for StopAfter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let len = buf.len().min(512);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.read += n;
+        if self.read >= self.after {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+#[test]
+fn an_unpack_stops_at_the_next_read_once_asked() {
+    let layer = many_files(2000);
+    let stop = AtomicBool::new(false);
+    let dir = tempfile::tempdir().unwrap();
+    let reader = StopAfter { inner: &layer, after: layer.len() / 4, read: 0, stop: &stop };
+    let err = unpack_until(reader, &dir.path().join("o"), &stop).unwrap_err();
+    assert!(matches!(err, UnpackError::Stopped), "{err}");
+    let written = fs::read_dir(dir.path().join("o/d")).unwrap().count();
+    assert!(written < 2000, "stopped part way: {written} files");
+    let stopped = AtomicBool::new(true);
+    assert!(matches!(unpack_until(&layer[..], &dir.path().join("p"), &stopped), Err(UnpackError::Stopped)));
+}
