@@ -325,3 +325,13 @@ async fn blocking_work_holds_the_lease_until_it_has_ended() {
     let back = tokio::time::timeout(std::time::Duration::from_secs(30), permits.acquire()).await;
     assert!(back.is_ok(), "given back once the work ended");
 }
+
+#[test]
+fn layer_0_adds_exactly_its_own_entries_to_the_package() {
+    // What the package walk's limit assumes (package::MAX_PACKAGE_ENTRIES).
+    let w = World::new();
+    let package = w.package();
+    let r = w.release(&package, |_| {});
+    let docs = capsule::documents(&r, &package, "chart", None, None).unwrap();
+    assert_eq!(capsule::entries(&r, &package, &docs).len(), package.entries.len() + package::CAPSULE_OWN_ENTRIES);
+}

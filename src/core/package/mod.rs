@@ -113,6 +113,12 @@ pub enum PackageError {
     FileTooLarge { rel: String, size: u64 },
     #[error("package: {size} bytes in total is over Kargo's 100 MiB limit; leave large files out with .helmignore")]
     TotalTooLarge { size: u64 },
+    #[error(
+        "package: {count} entries (files and directories); a capsule layer holds at most {MAX_ENTRIES} entries, \
+         {CAPSULE_OWN_ENTRIES} of them the capsule's own, so a package may have at most {MAX_PACKAGE_ENTRIES}; \
+         leave files out (with .helmignore for a chart) or split the package"
+    )]
+    TooManyEntries { count: usize },
     #[error("{rel}:{line}: {message}", line = line.map_or(String::new(), |l| l.to_string()))]
     ChartYaml { rel: String, line: Option<usize>, message: String },
     #[error("Chart.yaml: missing; a Helm package needs Chart.yaml at the root of --package-path (use --package-kind kustomize for a kustomize tree)")]
@@ -227,9 +233,12 @@ pub fn scan(root: &Path, kind: PackageKind) -> Result<Package, PackageError> {
         },
         PackageKind::Kustomize => HelmIgnore::default(),
     };
-    let mut walker = Walker { real_root, ignore, entries: Vec::new(), ancestors: HashSet::new(), total: 0 };
+    let mut walker = Walker { real_root, ignore, entries: Vec::new(), ancestors: HashSet::new(), total: 0, counted: 0 };
     walker.walk_dir(root, "")?;
-    let Walker { entries, total, .. } = walker;
+    let Walker { entries, total, counted, .. } = walker;
+    if counted > MAX_PACKAGE_ENTRIES {
+        return Err(PackageError::TooManyEntries { count: counted });
+    }
 
     let read_text = |rel: &str| -> Result<Option<String>, PackageError> {
         let file = entries.iter().find_map(|e| match e {

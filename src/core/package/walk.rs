@@ -6,7 +6,10 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{hash_file, FileHashes, HelmIgnore, PackageEntry, PackageError, PackageFile, MAX_FILE_SIZE, MAX_TOTAL_SIZE, VCS_DIRS};
+use super::{
+    hash_file, FileHashes, HelmIgnore, PackageEntry, PackageError, PackageFile, MAX_FILE_SIZE, MAX_PACKAGE_ENTRIES, MAX_TOTAL_SIZE,
+    VCS_DIRS,
+};
 
 pub(super) struct Walker {
     pub(super) real_root: PathBuf,
@@ -15,6 +18,8 @@ pub(super) struct Walker {
     /// Canonical paths of the directories being walked, to catch link loops.
     pub(super) ancestors: HashSet<PathBuf>,
     pub(super) total: u64,
+    /// Entries (files and directories) seen, those past the limit included.
+    pub(super) counted: usize,
 }
 
 impl Walker {
@@ -39,6 +44,15 @@ impl Walker {
             let meta = if link_meta.file_type().is_symlink() { self.resolve_link(&path, &rel)? } else { link_meta };
             let is_dir = meta.is_dir();
             if VCS_DIRS.contains(&name.as_str()) || self.ignore.ignores(&rel, is_dir) {
+                continue;
+            }
+            self.counted += 1;
+            if self.counted > MAX_PACKAGE_ENTRIES {
+                // Past the limit nothing is read or kept: the rest is only
+                // counted, so the error can say how many there are.
+                if is_dir {
+                    self.walk_dir(&path, &rel)?;
+                }
                 continue;
             }
             check_name(&rel)?;
