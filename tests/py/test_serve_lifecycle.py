@@ -119,3 +119,19 @@ def test_the_log_is_json_lines_on_stdout_and_nothing_on_stderr(world, serve, tmp
     assert "credsStore desktop is a credential helper" in warning["message"] and warning["time"], warning
     requests = [l for l in lines if l.get("path") == "/verify"]
     assert [(l["status"], l["outcome"]) for l in requests] == [(200, "verified"), (400, "malformed")], requests
+
+
+def test_the_shipped_deployment_starts_and_stops_within_its_pods_grace_period(serve, tmp_path, repo_root):
+    import yaml
+    doc = yaml.safe_load((repo_root / "deploy/kubernetes/deployment.yaml").read_text())
+    pod = doc["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    flags = dict(a.removeprefix("--").split("=", 1) for a in args[1:])
+    assert int(flags["drain-seconds"]) < int(flags["shutdown-grace-seconds"]) < pod["terminationGracePeriodSeconds"], flags
+    config = tmp_path / ".dockerconfigjson"
+    config.write_text('{"auths": {}}')
+    local = [a for a in args[1:] if not a.startswith(("--listen=", "--registry-config="))]
+    s = serve(*local, f"--registry-config={config}")
+    wait_for(lambda: any(l.get("event") == "listening" for l in s.logs()), 5, "it logs its start")
+    listening = next(l for l in s.logs() if l.get("event") == "listening")
+    assert listening["drainSeconds"] == int(flags["drain-seconds"]) and listening["allow"] == ["ghcr.io/code-dot-org/*"], listening
