@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::ident::{Digest, IdentError, Repository};
-use super::tag::{ManifestRef, Tag, TagError};
+use super::tag::{Tag, TagError};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReferenceError {
@@ -31,14 +31,6 @@ pub struct Reference {
     pub repo: Repository,
     pub tag: Option<Tag>,
     pub digest: Option<Digest>,
-}
-
-impl Reference {
-    /// What to fetch the manifest by: the digest when there is one (all that
-    /// follows is then bound to it), else the tag.
-    pub fn manifest_ref(&self) -> Option<ManifestRef<'_>> {
-        self.digest.as_ref().map(ManifestRef::Digest).or(self.tag.as_ref().map(ManifestRef::Tag))
-    }
 }
 
 impl FromStr for Reference {

@@ -74,22 +74,9 @@ struct Budget<R> {
 impl<R: Read> Read for Budget<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| io::Error::other(BombMarker))?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| io::Error::other(Halt::Bomb))?;
         Ok(n)
     }
-}
-
-#[derive(Debug)]
-struct BombMarker;
-impl std::fmt::Display for BombMarker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("decompressed size limit reached")
-    }
-}
-impl std::error::Error for BombMarker {}
-
-fn is_bomb(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<BombMarker>())
 }
 
 /// Fails every read once `stop` is set.
@@ -101,28 +88,27 @@ struct Stoppable<'a, R> {
 impl<R: Read> Read for Stoppable<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.stop.load(Ordering::Relaxed) {
-            return Err(io::Error::other(StopMarker));
+            return Err(io::Error::other(Halt::Stopped));
         }
         self.inner.read(buf)
     }
 }
 
-#[derive(Debug)]
-struct StopMarker;
-impl std::fmt::Display for StopMarker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("stopped")
-    }
+/// Why a reader under the decompressor refused to go on; carried through the
+/// tar reader inside an `io::Error`, and told apart from corruption here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Halt {
+    #[error("decompressed size limit reached")]
+    Bomb,
+    #[error("stopped")]
+    Stopped,
 }
-impl std::error::Error for StopMarker {}
 
 fn corrupt(e: io::Error) -> UnpackError {
-    if is_bomb(&e) {
-        UnpackError::TooLarge
-    } else if e.get_ref().is_some_and(|inner| inner.is::<StopMarker>()) {
-        UnpackError::Stopped
-    } else {
-        UnpackError::Corrupt(e)
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Halt>()) {
+        Some(Halt::Bomb) => UnpackError::TooLarge,
+        Some(Halt::Stopped) => UnpackError::Stopped,
+        None => UnpackError::Corrupt(e),
     }
 }
 
