@@ -201,6 +201,11 @@ pub struct RegistryAuthArgs {
     /// Registry password or token [env: REGISTRY_PASSWORD]. A token may start with '-'.
     #[arg(long, allow_hyphen_values = true)]
     pub registry_password: Option<String>,
+    /// The registry the login is for, e.g. ghcr.io (repeatable) [env:
+    /// REGISTRY_LOGIN_HOST, comma-separated]. The login goes to these hosts
+    /// and no other [default: the capsule repository's registry].
+    #[arg(long, value_name = "HOST")]
+    pub registry_login_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -267,12 +272,18 @@ pub struct ServeArgs {
     /// Verified capsules remembered by digest (0: no cache).
     #[arg(long, default_value_t = 1024)]
     pub cache_entries: usize,
-    /// After SIGTERM, how long requests in flight may still take, in seconds.
+    /// At most this long from SIGTERM to exit, in seconds: the drain, then
+    /// the requests in flight (cut off at this bound). Keep it below the pod's
+    /// terminationGracePeriodSeconds.
     #[arg(long, default_value_t = 25)]
     pub shutdown_grace_seconds: u64,
     /// Also require a valid cosign signature by this public key (cosign.pub).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
+    /// After SIGTERM, keep serving /verify this long, in seconds, while
+    /// /readyz answers 503 (so Kubernetes routes no new requests here first).
+    #[arg(long, default_value_t = 5)]
+    pub drain_seconds: u64,
 }
 
 #[cfg(test)]

@@ -65,7 +65,8 @@ async fn record(s: &ActionSettings, plan: &GitOpsPlan, o: &PublishOutcome, notif
     let mut records = Vec::new();
     if let Some(dir) = &plan.freight {
         let digest = o.report.digest.parse().map_err(|e| Failure::failed(anyhow::Error::new(e).context("the published digest")))?;
-        let capsule = Reference { repo: s.publish.capsule.capsule.clone(), tag: Some(sha.tag()), digest: Some(digest) };
+        let capsule =
+            Reference { repo: s.publish.capsule.capsule.clone(), tag: Some(crate::core::tag::Tag::from(sha)), digest: Some(digest) };
         let client = crate::commands::pull::connect(&s.publish.credentials)?;
         let release = cancel.guard("verifying the capsule for the GitOps records", freight_from_capsule(&client, &capsule, None)).await?;
         let overwrite = s.publish.on_conflict == OnConflict::Overwrite;

@@ -162,8 +162,8 @@ def world(registry, repo_name, skopeo, run_cli, repo_root, tmp_path) -> World:
 def serve(bin_path, cli_env):
     started: list[Server] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Server:
-        s = Server(bin_path, *args, env={**cli_env, **(env or {})})
+    def start(*args: str, env: dict[str, str] | None = None, preexec_fn=None) -> Server:
+        s = Server(bin_path, *args, env={**cli_env, **(env or {})}, preexec_fn=preexec_fn)
         started.append(s)
         return s
 

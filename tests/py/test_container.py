@@ -237,9 +237,6 @@ def test_serve_from_the_image_verifies_and_stops_on_sigterm(world, serve_image, 
     assert "draining" in events and events[-1] == "stopped", events
 
 
-@pytest.mark.xfail(strict=True, reason="spec section 10 shutdown drain (/readyz 503 at once, /verify served for the "
-                                       "drain period, default 5 s, then exit 0) is being built in parallel; remove "
-                                       "this mark when it is merged")
 def test_serve_from_the_image_drains_as_spec_section_10_says(world, serve_image, podman):
     world.publish()
     s = serve_image("--allow", world.image, "--allow", world.capsule)

@@ -298,6 +298,8 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
     let credentials = RegistryCredentials {
         username: input(env, "registry-username").or_else(|| var(env, "GITHUB_ACTOR")),
         password: input(env, "registry-password").or_else(|| token.clone()),
+        // The login goes to the capsule's registry only, as the CLI's does.
+        hosts: vec![capsule.registry().to_owned()],
     };
     let payload_commit_date = if event == Event::Push { push_commit_date(payload, &sha) } else { None };
     let api_url = api_url(env)?;

@@ -37,13 +37,14 @@ pub struct ExportSettings {
 impl ExportSettings {
     pub fn resolve(args: &ExportFreightArgs, env: Env) -> Result<Self, anyhow::Error> {
         let capsule: Reference = args.capsule.trim().parse().context("--capsule")?;
+        let credentials = RegistryCredentials::resolve(&args.auth, env, &capsule.repo)?;
         Ok(Self {
             capsule,
             dir: target("--freight-path", &args.freight_path)?,
             overwrite: args.on_conflict == OnConflict::Overwrite,
             force_current: args.force_current,
             public_key: args.public_key.as_deref().map(|p| public_key_file("--public-key", p)).transpose()?,
-            credentials: RegistryCredentials::resolve(&args.auth, env),
+            credentials,
             target: GitOpsTarget::resolve(&args.gitops, env)?,
             json: args.gitops.json,
         })

@@ -37,6 +37,7 @@
 use std::collections::BTreeMap;
 
 use crate::core::ident::{Digest, Repository};
+use crate::core::tag::Tag;
 use crate::core::manifest::{empty_config_descriptor, Manifest, EMPTY_CONFIG, MANIFEST_MEDIA_TYPE};
 use crate::failure::Failure;
 use crate::registry::RegistryClient;
@@ -45,16 +46,12 @@ pub const CLAIM_ARTIFACT_TYPE: &str = "application/vnd.release-capsule.claim.v1"
 /// The annotation that makes each run's mark unique.
 pub const CLAIM_ANNOTATION: &str = "vnd.release-capsule.claim";
 
-/// The register of the splitter for `claimed`: `sha256-<hex>.claim`.
-pub fn claim_tag(claimed: &Digest) -> String {
-    format!("sha256-{}.claim", claimed.hex())
-}
 
 /// One run's mark in the register: a manifest of the empty config and one
 /// empty layer (how OCI 1.1 says to write an artifact without content), whose
 /// annotation holds a random nonce.
 pub struct ClaimMark {
-    tag: String,
+    tag: Tag,
     bytes: Vec<u8>,
     digest: Digest,
 }
@@ -71,7 +68,7 @@ impl ClaimMark {
             annotations: BTreeMap::from([(CLAIM_ANNOTATION.to_owned(), format!("{nonce:032x}"))]),
         };
         let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
-        Self { tag: claim_tag(claimed), digest: Digest::of(&bytes), bytes }
+        Self { tag: Tag::claim(claimed), digest: Digest::of(&bytes), bytes }
     }
 
     /// A mark with a fresh nonce.
@@ -85,12 +82,12 @@ impl ClaimMark {
     pub async fn write<R: RegistryClient>(&self, registry: &R, repo: &Repository) -> Result<(), Failure> {
         let work = crate::scratch::WorkDir::new()?;
         crate::sign::push_small_blob(registry, repo, EMPTY_CONFIG, work.path()).await?;
-        registry.push_manifest(repo, &self.tag, MANIFEST_MEDIA_TYPE, &self.bytes).await.map_err(Failure::from)
+        registry.push_manifest(repo, (&self.tag).into(), MANIFEST_MEDIA_TYPE, &self.bytes).await.map_err(Failure::from)
     }
 
     /// Step 4: whether `X` still holds this mark.
     pub async fn still_ours<R: RegistryClient>(&self, registry: &R, repo: &Repository) -> Result<bool, Failure> {
-        Ok(registry.resolve(repo, &self.tag).await.map_err(Failure::from)?.as_ref() == Some(&self.digest))
+        Ok(registry.resolve(repo, (&self.tag).into()).await.map_err(Failure::from)?.as_ref() == Some(&self.digest))
     }
 }
 
@@ -101,6 +98,7 @@ mod tests {
 
     use super::*;
     use crate::cancel::Cancel;
+    use crate::core::tag::ManifestRef;
     use crate::commands::publish::tagging::{claim_tag as claim, Claim, TagWrite};
     use crate::registry::memory::MemoryRegistry;
     use crate::registry::retry::Jitter;
@@ -123,11 +121,11 @@ mod tests {
     }
 
     impl RegistryClient for Interleaved {
-        async fn resolve(&self, repo: &Repository, reference: &str) -> Result<Option<Digest>, RegistryError> {
+        async fn resolve(&self, repo: &Repository, reference: ManifestRef<'_>) -> Result<Option<Digest>, RegistryError> {
             self.shuffle().await;
             self.inner.resolve(repo, reference).await
         }
-        async fn manifest(&self, repo: &Repository, reference: &str) -> Result<Option<FetchedManifest>, RegistryError> {
+        async fn manifest(&self, repo: &Repository, reference: ManifestRef<'_>) -> Result<Option<FetchedManifest>, RegistryError> {
             self.shuffle().await;
             self.inner.manifest(repo, reference).await
         }
@@ -152,7 +150,7 @@ mod tests {
             self.shuffle().await;
             self.inner.push_blob_file(repo, digest, path, offset, size).await
         }
-        async fn push_manifest(&self, repo: &Repository, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        async fn push_manifest(&self, repo: &Repository, reference: ManifestRef<'_>, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
             self.shuffle().await;
             self.inner.push_manifest(repo, reference, media_type, bytes).await
         }
@@ -163,6 +161,7 @@ mod tests {
         let repo: Repository = "127.0.0.1:5000/acme/app-release-capsule".parse().unwrap();
         let bytes = b"{\"capsule\":1}".to_vec();
         let digest = Digest::of(&bytes);
+        let tag: Tag = "git-x".parse().unwrap();
         let (mut one, mut none) = (0, 0);
         for seed in 0..300u64 {
             let reg = Interleaved { inner: MemoryRegistry::new(), rng: Mutex::new(Jitter::new(seed)) };
@@ -170,7 +169,7 @@ mod tests {
             let never = Cancel::never();
             let write = TagWrite {
                 repo: &repo,
-                tag: "git-x",
+                tag: &tag,
                 media_type: MANIFEST_MEDIA_TYPE,
                 bytes: &bytes,
                 digest: &digest,
@@ -199,7 +198,7 @@ mod tests {
         let claimed = Digest::of(b"capsule");
         let (a, b) = (ClaimMark::random(&claimed), ClaimMark::random(&claimed));
         assert_ne!(a.digest, b.digest);
-        assert_eq!(a.tag, format!("sha256-{}.claim", claimed.hex()));
+        assert_eq!(a.tag.as_str(), format!("sha256-{}.claim", claimed.hex()));
         a.write(&reg, &repo).await.unwrap();
         assert!(a.still_ours(&reg, &repo).await.unwrap());
         b.write(&reg, &repo).await.unwrap();

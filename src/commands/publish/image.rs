@@ -16,6 +16,7 @@ use crate::cli::OnConflict;
 use crate::core::ident::{Digest, Repository};
 use crate::core::image_date::{self, Child, ImageDoc};
 use crate::core::manifest::Descriptor;
+use crate::core::tag::Tag;
 use crate::core::timestamp::Created;
 use crate::failure::Failure;
 use crate::image_layout::{ImageLayout, PushPlan};
@@ -46,9 +47,9 @@ pub(super) struct LayoutPush {
 
 /// Without a layout: what `<image>:git-<sha>` is in the registry; `None`
 /// when the tag does not exist.
-pub(super) async fn resolve_image<R: RegistryClient>(registry: &R, s: &PublishSettings, tag: &str) -> Result<Option<ImageFacts>, Failure> {
+pub(super) async fn resolve_image<R: RegistryClient>(registry: &R, s: &PublishSettings, tag: &Tag) -> Result<Option<ImageFacts>, Failure> {
     let repo = &s.capsule.image;
-    let Some(fetched) = registry.manifest(repo, tag).await.map_err(Failure::from)? else {
+    let Some(fetched) = registry.manifest(repo, tag.into()).await.map_err(Failure::from)? else {
         return Ok(None);
     };
     check_given_digest(s, &fetched.digest, &format!("{repo}:{tag} resolves to"))?;
@@ -70,7 +71,7 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
     registry: &R,
     s: &PublishSettings,
     path: &Path,
-    tag: &str,
+    tag: &Tag,
 ) -> Result<ImageFacts, Failure> {
     let repo = &s.capsule.image;
     // Everything wrong with a layout (unreadable, incomplete, corrupt) is the input's.
@@ -81,7 +82,7 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
     check_given_digest(s, &digest, &format!("--image-layout {} holds", path.display()))?;
     let created = image_created(&LayoutImage(&layout), &plan.root.bytes, &format!("--image-layout {}", path.display())).await?;
 
-    let to_push = match registry.resolve(repo, tag).await.map_err(Failure::from)? {
+    let to_push = match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
         Some(d) if d == digest => {
             eprintln!("image {repo}:{tag} is already {digest}; not pushing it again");
             None
@@ -109,7 +110,7 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
 pub(super) async fn push_layout<R: RegistryClient>(
     registry: &R,
     repo: &Repository,
-    tag: &str,
+    tag: &Tag,
     push: LayoutPush,
     cancel: &Cancel,
 ) -> Result<bool, Failure> {
@@ -130,7 +131,7 @@ pub(super) async fn push_layout<R: RegistryClient>(
         .await?;
     for m in &plan.children {
         cancel.check("pushing the image's manifests")?;
-        registry.push_manifest(repo, m.digest.as_str(), &m.media_type, &m.bytes).await.map_err(Failure::from)?;
+        registry.push_manifest(repo, (&m.digest).into(), &m.media_type, &m.bytes).await.map_err(Failure::from)?;
     }
     let write = TagWrite {
         repo,
@@ -171,7 +172,7 @@ struct RegistryImage<'a, R> {
 
 impl<R: RegistryClient> ImageSource for RegistryImage<'_, R> {
     async fn manifest_bytes(&self, child: &Child) -> Result<Vec<u8>, Failure> {
-        let m = self.registry.manifest(self.repo, child.digest.as_str()).await.map_err(Failure::from)?;
+        let m = self.registry.manifest(self.repo, (&child.digest).into()).await.map_err(Failure::from)?;
         m.map(|m| m.bytes)
             .ok_or_else(|| Failure::failed(anyhow!("{}@{}: named by the image index but not in the registry", self.repo, child.digest)))
     }

@@ -41,6 +41,7 @@ use crate::core::ident::{Digest, Repository};
 use crate::core::manifest::{EMPTY_CONFIG, MANIFEST_MEDIA_TYPE};
 use crate::core::package::{Diagnostic, Package};
 use crate::core::release::{self, ReleaseDoc};
+use crate::core::tag::Tag;
 use crate::core::timestamp::Created;
 use crate::failure::{Classify, Failure, FailureKind};
 use crate::image_layout::BlobLocation;
@@ -140,7 +141,7 @@ pub async fn publish_with<R: RegistryClient>(
     cancel: &Cancel,
 ) -> Result<PublishOutcome, Failure> {
     let c = &s.capsule;
-    let tag = c.sha.tag();
+    let tag = Tag::from(&c.sha);
     // Local input first: a chart problem is reported even when the image is not
     // in the registry yet (a pull request that only annotates).
     let package = build::scan_package(c)?;
@@ -151,7 +152,7 @@ pub async fn publish_with<R: RegistryClient>(
             None => image::resolve_image(registry, s, &tag).await,
         }
     };
-    let (image, existing) = futures_util::future::join(image, registry.resolve(&c.capsule, &tag)).await;
+    let (image, existing) = futures_util::future::join(image, registry.resolve(&c.capsule, (&tag).into())).await;
     let mut image = match image? {
         Some(image) => image,
         None if s.allow_missing_image => return package_only(s, package),
@@ -268,7 +269,7 @@ struct CapsuleWrite<'a> {
 async fn push_capsule<R: RegistryClient>(
     registry: &R,
     repo: &Repository,
-    tag: &str,
+    tag: &Tag,
     w: &CapsuleWrite<'_>,
     cancel: &Cancel,
 ) -> Result<(bool, Option<Existing>), Failure> {

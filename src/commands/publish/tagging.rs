@@ -37,6 +37,7 @@ use super::claim::ClaimMark;
 use super::debug;
 use crate::cancel::Cancel;
 use crate::core::ident::{Digest, Repository};
+use crate::core::tag::Tag;
 use crate::failure::Failure;
 use crate::image_layout::BlobLocation;
 use crate::registry::{RegistryClient, RegistryError};
@@ -60,7 +61,7 @@ pub fn settle_delay(recheck_to_put: Duration) -> Duration {
 /// One tag to write.
 pub(super) struct TagWrite<'a> {
     pub repo: &'a Repository,
-    pub tag: &'a str,
+    pub tag: &'a Tag,
     pub media_type: &'a str,
     pub bytes: &'a [u8],
     pub digest: &'a Digest,
@@ -98,7 +99,7 @@ where
     mark.write(registry, repo).await?;
     cancel.check(&tagging)?;
     let started = Instant::now();
-    match registry.resolve(repo, tag).await.map_err(Failure::from)? {
+    match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest => {
             debug(&format!("{}: another run already tagged this very manifest", repo.with_tag(tag)));
             return Ok(Claim::Found);
@@ -112,7 +113,7 @@ where
         _ => {}
     }
     cancel.check(&tagging)?;
-    registry.push_manifest(repo, tag, w.media_type, w.bytes).await.map_err(Failure::from)?;
+    registry.push_manifest(repo, tag.into(), w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
     let made = mark.still_ours(registry, repo).await?;
     if !made {
@@ -133,7 +134,7 @@ where
         }
         _ = tokio::time::sleep(settle) => {}
     }
-    match registry.resolve(repo, tag).await.map_err(Failure::from)? {
+    match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest && made => Ok(Claim::Made),
         Some(now) if &now == w.digest => Ok(Claim::Found),
         Some(now) => {
@@ -169,7 +170,7 @@ pub(super) fn lost(w: &TagWrite<'_>, theirs: &Digest, when: &str) -> Failure {
 /// The client retries "not found" for what it just wrote, so `None` here
 /// means the registry kept not having it.
 pub(super) async fn read_back<R: RegistryClient>(registry: &R, repo: &Repository, digest: &Digest) -> Result<(), Failure> {
-    match registry.manifest(repo, digest.as_str()).await.map_err(Failure::from)? {
+    match registry.manifest(repo, digest.into()).await.map_err(Failure::from)? {
         Some(m) if &m.digest == digest => Ok(()),
         Some(m) => Err(Failure::failed(anyhow!("{repo}@{digest}: reading the pushed manifest back gave {}", m.digest))),
         None => Err(Failure::network(anyhow!(
@@ -214,8 +215,10 @@ mod tests {
         assert_eq!(settle_delay(Duration::from_secs(60)), SETTLE_MAX);
     }
 
+    static TAG: std::sync::LazyLock<Tag> = std::sync::LazyLock::new(|| "git-x".parse().unwrap());
+
     fn write<'a>(repo: &'a Repository, bytes: &'a [u8], digest: &'a Digest, previous: Option<&'a Digest>) -> TagWrite<'a> {
-        TagWrite { repo, tag: "git-x", media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
+        TagWrite { repo, tag: &TAG, media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
     }
 
     #[tokio::test(start_paused = true)]
@@ -231,14 +234,14 @@ mod tests {
         assert_eq!(e.kind, FailureKind::Failed);
         let text = e.to_string();
         assert!(text.contains(theirs.as_str()) && text.contains(ours.as_str()), "{text}");
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), Some(theirs.clone()), "nothing was written");
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), Some(theirs.clone()), "nothing was written");
         // The same release: accepted, nothing written.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(true) }).await.unwrap();
         assert_eq!(claim, Claim::Other(theirs.clone()));
         // Overwriting exactly what was decided on: ours, and this run made it.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, Some(&theirs)), &never, |_| async { Ok(false) }).await.unwrap();
         assert_eq!(claim, Claim::Made);
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), Some(ours.clone()));
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), Some(ours.clone()));
         // Found already naming our digest: not this run's doing.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(false) }).await.unwrap();
         assert_eq!(claim, Claim::Found);
@@ -254,6 +257,6 @@ mod tests {
         cancel.cancel("SIGINT");
         let e = claim_tag(&reg, &write(&repo, &bytes, &digest, None), &cancel, |_| async { Ok(false) }).await.unwrap_err();
         assert_eq!(e.kind, FailureKind::Cancelled);
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), None);
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), None);
     }
 }
