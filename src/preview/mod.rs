@@ -1,0 +1,3 @@
+//! The pull-request preview (spec section 13).
+
+pub mod values;
