@@ -15,6 +15,7 @@ pub mod github;
 pub mod gitops;
 pub mod image_layout;
 pub mod layout;
+pub mod markdown;
 pub mod preview;
 pub mod registry;
 pub mod report;

@@ -2,31 +2,12 @@
 //! run's summary. A pure function of the publish result.
 
 use crate::failure::FailureKind;
+use crate::markdown::{block, cell, code};
 use crate::report::human_size;
 
 use super::problems::Problem;
 use super::settings::ActionSettings;
 use super::verdict::{Outcome, Records};
-
-/// `text` as inline code, with a fence longer than any backtick run inside.
-fn code(text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest + 1);
-    let pad = if text.starts_with('`') || text.ends_with('`') { " " } else { "" };
-    format!("{fence}{pad}{text}{pad}{fence}")
-}
-
-/// A fenced block that `text` cannot close early.
-fn block(lang: &str, text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest.max(2) + 1);
-    format!("{fence}{lang}\n{}\n{fence}\n", text.trim_end())
-}
-
-/// Table cells may not hold `|` or newlines.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
 
 /// The Kargo Warehouse and Stage snippets that consume this capsule.
 fn kargo_hint(image: &str, capsule: &str) -> String {
@@ -211,11 +192,5 @@ mod tests {
         let f = Failure::cancelled(anyhow::anyhow!("cancelled by SIGTERM before uploading the capsule's blobs"));
         let md = markdown(&s, Err(&f), &[]);
         assert!(md.starts_with("### Release capsule `git-ec26c3e57ca3a959ca5aad62de7213c562f8c821` cancelled"), "{md}");
-    }
-
-    #[test]
-    fn inline_code_survives_backticks() {
-        assert_eq!(code("a`b"), "``a`b``");
-        assert_eq!(code("`x"), "`` `x ``");
     }
 }

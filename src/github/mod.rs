@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod git_data;
+pub mod reads;
 pub mod retry;
 
 use futures_util::future::BoxFuture;
