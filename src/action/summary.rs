@@ -5,6 +5,7 @@ use crate::failure::FailureKind;
 use crate::markdown::{block, cell, code};
 use crate::report::human_size;
 
+use super::preview::PreviewStep;
 use super::problems::Problem;
 use super::settings::ActionSettings;
 use super::verdict::{Outcome, Records};
@@ -137,6 +138,28 @@ pub fn records_markdown(records: Records, notes: &[String]) -> String {
         md.push_str(&format!("\n{}\n", cell(note)));
     }
     md
+}
+
+/// The step's Markdown with the preview's: (the check run's summary, its
+/// text, the job summary). The preview's table leads both summaries; its
+/// objects' sections go to the check run only.
+pub fn with_preview(publish: String, preview: &PreviewStep, files_shown: &str) -> (String, Option<String>, String) {
+    match preview {
+        PreviewStep::Off => (publish.clone(), None, publish),
+        PreviewStep::Skipped(line) => {
+            let md = format!("{publish}\n> [!NOTE]\n> {}\n", cell(line));
+            (md.clone(), None, md)
+        }
+        PreviewStep::Done(r) => {
+            let (summary, text) = crate::preview::report::check_output(r, &publish, files_shown);
+            (summary, text, format!("{}\n{publish}", crate::preview::report::job_summary(r, files_shown)))
+        }
+        PreviewStep::Failed(f) => {
+            let what = if f.kind == FailureKind::Cancelled { "cancelled" } else { "failed" };
+            let md = format!("{publish}\n### Preview {what}\n\n{}", block("text", &format!("{:#}", f.error)));
+            (md.clone(), None, md)
+        }
+    }
 }
 
 /// Notes about reporting (a read-only token...), appended to the job summary.

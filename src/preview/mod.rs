@@ -101,9 +101,12 @@ pub struct PreviewReport {
 }
 
 impl PreviewReport {
-    /// Whether any environment changes, by either comparison.
+    /// How many environments change, by either comparison.
+    pub fn changing(&self) -> usize {
+        self.environments.iter().filter(|e| [&e.this_change, &e.against_now].into_iter().flatten().any(|c| !c.is_empty())).count()
+    }
     pub fn changed(&self) -> bool {
-        self.environments.iter().any(|e| [&e.this_change, &e.against_now].into_iter().flatten().any(|c| !c.is_empty()))
+        self.changing() > 0
     }
 }
 
