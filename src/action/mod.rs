@@ -162,7 +162,8 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
     let publish_markdown = summary::markdown(s, outcome, &problems) + &summary::records_markdown(records_view, &s.gitops_notes);
     let (mut markdown, text, job_markdown) = summary::with_preview(publish_markdown, &preview, &preview::shown_path(s));
     reporter.set_text(text);
-    let annotations: Vec<_> = problems.iter().chain(preview::problem(s, &preview).as_ref()).map(problems::Problem::check_annotation).collect();
+    let annotations: Vec<_> =
+        problems.iter().chain(preview::problem(s, &preview).as_ref()).map(problems::Problem::check_annotation).collect();
     let verdict_now = || verdict::with_preview(verdict::verdict(s, outcome, records_view), &preview);
     if cancel.is_cancelled() {
         // Cancelled before or during publish: conclude at once, within the deadline.

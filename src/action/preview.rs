@@ -10,9 +10,9 @@ use crate::failure::Failure;
 use crate::github::client::{Notify, OctocrabGitHub};
 use crate::preview::{self, report, PreviewReport, PreviewSettings};
 
+use super::problems::Problem;
 use super::settings::preview::{PreviewPlan, PreviewRun};
 use super::settings::ActionSettings;
-use super::problems::Problem;
 use super::workflow_commands::Log;
 
 /// What the preview came to on this run.

@@ -40,7 +40,10 @@ pub struct Baseline {
 pub enum Found {
     Capsule(Baseline),
     /// No capsule for the merge base or the ancestors looked at (how many).
-    Nothing { merge_base: GitSha, looked_at: usize },
+    Nothing {
+        merge_base: GitSha,
+        looked_at: usize,
+    },
 }
 
 /// Where to look.

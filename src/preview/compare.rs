@@ -73,7 +73,9 @@ impl ImageRef {
             let boundary = text[..i].chars().next_back().is_none_or(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '/' | '-' | '_')));
             let mut end = i + self.repo.len();
             let rest = &text[end..];
-            let tag_len = rest.strip_prefix(':').map(|t| t.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))).unwrap_or(t.len()));
+            let tag_len = rest
+                .strip_prefix(':')
+                .map(|t| t.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))).unwrap_or(t.len()));
             if let Some(n) = tag_len.filter(|n| *n > 0) {
                 end += 1 + n;
             }

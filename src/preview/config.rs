@@ -133,7 +133,8 @@ pub fn parse(text: &str, file: &str) -> Result<PreviewConfig, ConfigError> {
     }
     let gitops = f.required(raw.gitops, "gitops", "the GitOps repository the environments' values live in (repository, ref)")?;
     let repository = f.required(gitops.repository, "gitops.repository", "owner/name, e.g. code-dot-org/k8s-gitops")?;
-    let repository: RepoName = repository.parse().map_err(|e: crate::gitops::target::TargetError| f.err("gitops.repository", e.to_string()))?;
+    let repository: RepoName =
+        repository.parse().map_err(|e: crate::gitops::target::TargetError| f.err("gitops.repository", e.to_string()))?;
     let git_ref = gitops.git_ref.map(|r| r.trim().to_owned()).unwrap_or_else(|| "main".into());
     if git_ref.is_empty() || git_ref.bytes().any(|b| b.is_ascii_control() || b == b' ' || b == b'\\') || git_ref.contains("..") {
         return Err(f.err("gitops.ref", format!("{git_ref:?} is not a branch, tag or commit")));
@@ -153,18 +154,25 @@ pub fn parse(text: &str, file: &str) -> Result<PreviewConfig, ConfigError> {
         let at = |field: &str| format!("environments[{i}].{field}");
         let name = f.required(e.name, &at("name"), "the environment's name, e.g. staging")?;
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) || name.starts_with('.') {
-            return Err(f.err(at("name"), format!("{name:?}: use letters, digits, '-', '_' and '.' (it names the environment's diff file)")));
+            return Err(
+                f.err(at("name"), format!("{name:?}: use letters, digits, '-', '_' and '.' (it names the environment's diff file)"))
+            );
         }
         if environments.iter().any(|other| other.name == name) {
             return Err(f.err(at("name"), format!("{name:?} is given twice")));
         }
         let release_name = f.required(e.release_name, &at("releaseName"), "the stage's helm-template releaseName")?;
         if !dns_label(&release_name, 53) {
-            return Err(f.err(at("releaseName"), format!("{release_name:?} is not a Helm release name (lowercase letters, digits and '-', at most 53)")));
+            return Err(f.err(
+                at("releaseName"),
+                format!("{release_name:?} is not a Helm release name (lowercase letters, digits and '-', at most 53)"),
+            ));
         }
         let namespace = match e.namespace {
             Some(ns) if !dns_label(&ns, 63) => {
-                return Err(f.err(at("namespace"), format!("{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)")))
+                return Err(
+                    f.err(at("namespace"), format!("{ns:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"))
+                )
             }
             other => other,
         };
@@ -181,7 +189,9 @@ pub fn parse(text: &str, file: &str) -> Result<PreviewConfig, ConfigError> {
                 let branch = f.required(r.branch, &at("rendered.branch"), "the branch the stage renders to, e.g. stage/staging")?;
                 let path = f.required(r.path, &at("rendered.path"), "the directory the stage renders into on that branch")?;
                 Some(Rendered {
-                    branch: branch.parse().map_err(|err: crate::gitops::target::TargetError| f.err(at("rendered.branch"), err.to_string()))?,
+                    branch: branch
+                        .parse()
+                        .map_err(|err: crate::gitops::target::TargetError| f.err(at("rendered.branch"), err.to_string()))?,
                     path: path.parse().map_err(|err: crate::gitops::target::TargetError| f.err(at("rendered.path"), err.to_string()))?,
                 })
             }
@@ -237,15 +247,31 @@ environments:
     #[test]
     fn errors_name_the_file_and_the_field() {
         let cases = [
-            ("releaseName: staging", "releaseName: Staging_1", "preview config p.yaml: environments[0].releaseName: \"Staging_1\" is not a Helm release name"),
+            (
+                "releaseName: staging",
+                "releaseName: Staging_1",
+                "preview config p.yaml: environments[0].releaseName: \"Staging_1\" is not a Helm release name",
+            ),
             ("ref: main", "ref: a..b", "preview config p.yaml: gitops.ref: \"a..b\" is not a branch"),
             ("- apps/codeai/envTypes", "- ../apps/codeai/envTypes", "preview config p.yaml: environments[0].valuesFiles[0]: \"../apps"),
             ("namespace: codeai", "namespace: Codeai", "preview config p.yaml: environments[0].namespace: \"Codeai\" is not a namespace"),
             ("imageKey: image ", "imageKey: \"a..b\"", "preview config p.yaml: imageKey: \"a..b\" is not a values path"),
-            ("release-capsule-preview/v1", "release-capsule-preview/v2", "preview config p.yaml: schemaVersion: \"release-capsule-preview/v2\""),
-            ("  repository: code-dot-org/k8s-gitops", "  repository: k8s-gitops", "preview config p.yaml: gitops.repository: \"k8s-gitops\""),
+            (
+                "release-capsule-preview/v1",
+                "release-capsule-preview/v2",
+                "preview config p.yaml: schemaVersion: \"release-capsule-preview/v2\"",
+            ),
+            (
+                "  repository: code-dot-org/k8s-gitops",
+                "  repository: k8s-gitops",
+                "preview config p.yaml: gitops.repository: \"k8s-gitops\"",
+            ),
             ("      branch: stage/staging\n", "", "preview config p.yaml: environments[0].rendered.branch: is required"),
-            ("    namespace: codeai", "    namespace: codeai\n    extra: 1", "preview config p.yaml: environments[0]: unknown field `extra`"),
+            (
+                "    namespace: codeai",
+                "    namespace: codeai\n    extra: 1",
+                "preview config p.yaml: environments[0]: unknown field `extra`",
+            ),
         ];
         for (from, to, expected) in cases {
             let text = SPEC_EXAMPLE.replacen(from, to, 1);

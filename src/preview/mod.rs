@@ -12,9 +12,9 @@
 pub mod baseline;
 pub mod compare;
 pub mod config;
+pub mod diff_files;
 pub mod objects;
 pub mod render;
-pub mod diff_files;
 pub mod report;
 pub mod secrets;
 pub mod values;
@@ -131,7 +131,8 @@ async fn merged_values(gitops: &dyn RepoFiles, config: &PreviewConfig, env: &Env
                 config.gitops.git_ref
             ))
         })?;
-        let text = String::from_utf8(bytes).map_err(|_| Failure::input(anyhow!("environment {}: values file {path} is not UTF-8 text", env.name)))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Failure::input(anyhow!("environment {}: values file {path} is not UTF-8 text", env.name)))?;
         files.push((format!("{}:{path}", config.gitops.repository), text));
     }
     let merged = values::merge_files(files.iter().map(|(n, t)| (n.as_str(), t.as_str())))
@@ -147,12 +148,20 @@ enum Side {
 }
 
 /// Renders `package` for `env`, with the merged values in `values`.
-async fn render_env(s: &PreviewSettings, env: &Environment, package: &Path, values: &Path, side: Side, home: &Path) -> Result<Objects, Failure> {
+async fn render_env(
+    s: &PreviewSettings,
+    env: &Environment,
+    package: &Path,
+    values: &Path,
+    side: Side,
+    home: &Path,
+) -> Result<Objects, Failure> {
     let what = match side {
         Side::PullRequest => format!("for {} (this pull request)", env.name),
         Side::Base => format!("for {} (the base capsule)", env.name),
     };
-    let hint = "pass --helm PATH (or --kustomize PATH), or set RELEASE_CAPSULE_HELM (RELEASE_CAPSULE_KUSTOMIZE); the action image ships both";
+    let hint =
+        "pass --helm PATH (or --kustomize PATH), or set RELEASE_CAPSULE_HELM (RELEASE_CAPSULE_KUSTOMIZE); the action image ships both";
     let (tool, program, args) = match s.kind {
         PackageKind::Helm => {
             let program = s.tools.helm.clone().ok_or_else(|| Failure::input(RenderError::NotFound { tool: "helm", hint: hint.into() }))?;
@@ -171,7 +180,8 @@ async fn render_env(s: &PreviewSettings, env: &Environment, package: &Path, valu
             ("kustomize", program, render::kustomize_args(package))
         }
     };
-    std::fs::create_dir_all(home).map_err(|e| Failure::failed(anyhow::Error::new(e).context(format!("{}: cannot be created", home.display()))))?;
+    std::fs::create_dir_all(home)
+        .map_err(|e| Failure::failed(anyhow::Error::new(e).context(format!("{}: cannot be created", home.display()))))?;
     let text = render::run(tool, &program, &args, home, s.timeout, &what).await.map_err(|e| match side {
         Side::PullRequest => Failure::failed(e),
         // The base's files are not the pull request's: no annotation points there.
@@ -226,7 +236,8 @@ pub async fn run<C: RegistryClient>(
         values_files.push(path);
     }
 
-    let search = Search { capsule: &s.capsule, image: &s.image, public_key: s.public_key.as_ref(), base: &s.base, head: &s.head, kind: s.kind };
+    let search =
+        Search { capsule: &s.capsule, image: &s.image, public_key: s.public_key.as_ref(), base: &s.base, head: &s.head, kind: s.kind };
     let found = baseline::find(history, registry, &search, work).await?;
 
     // Every render, a few at a time: the pull request's first, so that its
@@ -270,7 +281,9 @@ pub async fn run<C: RegistryClient>(
                 Some(now) => {
                     scrubber.learn(&now);
                     if now.skipped > 0 {
-                        result.notes.push(format!("{} documents under {} that are not Kubernetes objects were left out", now.skipped, r.path));
+                        result
+                            .notes
+                            .push(format!("{} documents under {} that are not Kubernetes objects were left out", now.skipped, r.path));
                     }
                     result.against_now = Some(compare(&now, &head, Some(&image)));
                 }

@@ -147,7 +147,8 @@ mod tests {
 
     #[test]
     fn order_comments_and_formatting_are_not_content() {
-        let a = "# Source: demo/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {b: \"2\", a: \"1\"}\n---\n\
+        let a =
+            "# Source: demo/templates/cm.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {b: \"2\", a: \"1\"}\n---\n\
                  apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {replicas: 1}\n";
         let b = "---\napiVersion: apps/v1\nkind: Deployment\nspec:\n  replicas: 1\nmetadata:\n  namespace: shop\n  name: web\n---\n\n---\n\
                  kind: ConfigMap\napiVersion: v1\nmetadata:\n  name: web\ndata:\n  a: '1'\n  b: '2'\n";

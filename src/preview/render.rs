@@ -166,8 +166,12 @@ pub async fn run(
         let message = format!("printed more than {} MiB", MAX_OUTPUT >> 20);
         return Err(RenderError::Failed { tool, what: what.to_owned(), message, location: None });
     }
-    String::from_utf8(output.stdout)
-        .map_err(|_| RenderError::Failed { tool, what: what.to_owned(), message: "printed text that is not UTF-8".into(), location: None })
+    String::from_utf8(output.stdout).map_err(|_| RenderError::Failed {
+        tool,
+        what: what.to_owned(),
+        message: "printed text that is not UTF-8".into(),
+        location: None,
+    })
 }
 
 #[cfg(test)]

@@ -34,7 +34,12 @@ pub fn image_line(c: &Comparison, image_ref: &str) -> Option<String> {
     }
     let old: Vec<String> = c.old_images.iter().map(|i| code(i)).collect();
     let n = c.image_only.len();
-    Some(format!("image {} → {} in {n} object{} (nothing else changes there)", old.join(", "), code(image_ref), if n == 1 { "" } else { "s" }))
+    Some(format!(
+        "image {} → {} in {n} object{} (nothing else changes there)",
+        old.join(", "),
+        code(image_ref),
+        if n == 1 { "" } else { "s" }
+    ))
 }
 
 /// What "this change" was compared against.
@@ -117,7 +122,11 @@ fn blocks(report: &PreviewReport) -> Vec<Block> {
         out.push(heading(format!("#### {}\n\n", code(&env.name))));
         let comparisons = [
             ("This change", env.this_change.as_ref(), "against the base capsule".to_owned()),
-            ("Against what runs now", env.against_now.as_ref(), env.rendered.as_ref().map_or_else(String::new, |(b, p)| format!("{} on {}", code(p), code(b)))),
+            (
+                "Against what runs now",
+                env.against_now.as_ref(),
+                env.rendered.as_ref().map_or_else(String::new, |(b, p)| format!("{} on {}", code(p), code(b))),
+            ),
         ];
         for (title, c, against) in comparisons {
             let Some(c) = c else { continue };
@@ -175,7 +184,10 @@ pub fn check_output(report: &PreviewReport, middle: &str, files_shown: &str) -> 
         fields[field].push_str(&scrub(&note));
     }
     let [summary, text] = fields;
-    (crate::github::truncate_chars(&summary, MAX_OUTPUT_TEXT), (!text.is_empty()).then(|| crate::github::truncate_chars(&text, MAX_OUTPUT_TEXT)))
+    (
+        crate::github::truncate_chars(&summary, MAX_OUTPUT_TEXT),
+        (!text.is_empty()).then(|| crate::github::truncate_chars(&text, MAX_OUTPUT_TEXT)),
+    )
 }
 
 /// The job summary's part: the table, and where the complete diff is.

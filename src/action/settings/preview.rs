@@ -52,12 +52,15 @@ fn invalid(message: impl std::fmt::Display) -> ActionSettingsError {
 fn tools(env: Env, kind: PackageKind) -> Result<Tools, ActionSettingsError> {
     let hint = "the action image ships it; elsewhere set RELEASE_CAPSULE_HELM or RELEASE_CAPSULE_KUSTOMIZE to its path";
     Ok(match kind {
-        PackageKind::Helm => {
-            Tools { helm: Some(find_program("helm", None, var(env, "RELEASE_CAPSULE_HELM"), var(env, "PATH"), hint).map_err(invalid)?), kustomize: None }
-        }
+        PackageKind::Helm => Tools {
+            helm: Some(find_program("helm", None, var(env, "RELEASE_CAPSULE_HELM"), var(env, "PATH"), hint).map_err(invalid)?),
+            kustomize: None,
+        },
         PackageKind::Kustomize => Tools {
             helm: None,
-            kustomize: Some(find_program("kustomize", None, var(env, "RELEASE_CAPSULE_KUSTOMIZE"), var(env, "PATH"), hint).map_err(invalid)?),
+            kustomize: Some(
+                find_program("kustomize", None, var(env, "RELEASE_CAPSULE_KUSTOMIZE"), var(env, "PATH"), hint).map_err(invalid)?,
+            ),
         },
     })
 }
@@ -82,7 +85,9 @@ pub fn resolve(
     let (path, shown) = workspace_path("preview-config", workspace, &given)?;
     let config = config::load(&path, &shown).map_err(invalid)?;
     let same_repository = var(env, "GITHUB_REPOSITORY").is_some_and(|r| r.eq_ignore_ascii_case(&config.gitops.repository.to_string()));
-    let token = input(env, "gitops-token").or_else(|| var(env, "GITOPS_TOKEN")).or_else(|| github_token.filter(|_| same_repository).map(str::to_owned));
+    let token = input(env, "gitops-token")
+        .or_else(|| var(env, "GITOPS_TOKEN"))
+        .or_else(|| github_token.filter(|_| same_repository).map(str::to_owned));
     let Some(token) = token else {
         if fork {
             return Ok(PreviewPlan::Skipped(format!(

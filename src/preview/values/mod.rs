@@ -38,7 +38,11 @@ pub enum Node {
     /// tagged `!!null`), with its text: kyaml keeps `key: null` of an earlier
     /// file and drops `key:`, and only the text tells them apart.
     Null(String),
-    Scalar { value: String, style: Style, tag: Option<String> },
+    Scalar {
+        value: String,
+        style: Style,
+        tag: Option<String>,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Key, Node)>),
 }
