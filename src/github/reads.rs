@@ -12,6 +12,9 @@ use super::git_data::GitData;
 use super::GitHubError;
 use crate::registry::endpoint::percent_encode;
 
+/// Files as (path relative to a directory, bytes).
+pub type Files = Vec<(String, Vec<u8>)>;
+
 /// The app repository's history.
 pub trait History: Send + Sync {
     /// The merge base of `base` and `head` (`merge_base_commit.sha`).
@@ -28,7 +31,7 @@ pub trait RepoFiles: Send + Sync {
     fn file<'a>(&'a self, path: &'a str, git_ref: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, GitHubError>>;
     /// Every file under the directory `dir` on `branch`, as (path relative to
     /// `dir`, bytes); `None` when the branch or the directory does not exist.
-    fn files_under<'a>(&'a self, branch: &'a str, dir: &'a str) -> BoxFuture<'a, Result<Option<Vec<(String, Vec<u8>)>>, GitHubError>>;
+    fn files_under<'a>(&'a self, branch: &'a str, dir: &'a str) -> BoxFuture<'a, Result<Option<Files>, GitHubError>>;
 }
 
 /// Blobs read at once.
@@ -130,7 +133,7 @@ impl RepoFiles for OctocrabGitHub {
         .boxed()
     }
 
-    fn files_under<'a>(&'a self, branch: &'a str, dir: &'a str) -> BoxFuture<'a, Result<Option<Vec<(String, Vec<u8>)>>, GitHubError>> {
+    fn files_under<'a>(&'a self, branch: &'a str, dir: &'a str) -> BoxFuture<'a, Result<Option<Files>, GitHubError>> {
         async move {
             let Some(head) = self.branch_head(branch).await? else { return Ok(None) };
             let mut tree = self.commit_tree(&head).await?;
@@ -155,7 +158,7 @@ impl RepoFiles for OctocrabGitHub {
                 let bytes = self.blob(&entry.sha).await?;
                 Ok::<_, GitHubError>((entry.path, bytes))
             });
-            let mut files: Vec<(String, Vec<u8>)> = futures_util::stream::iter(blobs).buffered(PARALLEL_READS).try_collect().await?;
+            let mut files: Files = futures_util::stream::iter(blobs).buffered(PARALLEL_READS).try_collect().await?;
             files.sort();
             Ok(Some(files))
         }
