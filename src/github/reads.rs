@@ -8,7 +8,7 @@ use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 use super::client::OctocrabGitHub;
-use super::git_data::GitData;
+use super::git_data::{found, json, GitData, ShaOnly};
 use super::GitHubError;
 use crate::registry::endpoint::percent_encode;
 
@@ -37,27 +37,9 @@ pub trait RepoFiles: Send + Sync {
 /// Blobs read at once.
 const PARALLEL_READS: usize = 8;
 
-fn json<T: serde::de::DeserializeOwned>(operation: &'static str, body: &str) -> Result<T, GitHubError> {
-    serde_json::from_str(body).map_err(|e| GitHubError::Unexpected { operation, message: format!("an answer that does not parse: {e}") })
-}
-
-/// A 404 as "not there".
-fn found<T>(result: Result<T, GitHubError>) -> Result<Option<T>, GitHubError> {
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(GitHubError::Forbidden { status: 404, .. }) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// A repository path for a URL, each segment percent-encoded.
 fn url_path(path: &str) -> String {
     path.split('/').map(percent_encode).collect::<Vec<_>>().join("/")
-}
-
-#[derive(Deserialize)]
-struct Sha {
-    sha: String,
 }
 
 impl History for OctocrabGitHub {
@@ -66,7 +48,7 @@ impl History for OctocrabGitHub {
             const OP: &str = "compare commits";
             #[derive(Deserialize)]
             struct Comparison {
-                merge_base_commit: Sha,
+                merge_base_commit: ShaOnly,
             }
             // One commit per page: only the merge base is wanted, not the list.
             let rest = format!("compare/{}...{}?per_page=1", percent_encode(base), percent_encode(head));
@@ -81,7 +63,7 @@ impl History for OctocrabGitHub {
             const OP: &str = "get commit";
             #[derive(Deserialize)]
             struct Commit {
-                parents: Vec<Sha>,
+                parents: Vec<ShaOnly>,
             }
             let answer = self.get(OP, &format!("git/commits/{}", percent_encode(sha))).await?;
             Ok(json::<Commit>(OP, &answer.body)?.parents.into_iter().next().map(|p| p.sha))
