@@ -47,11 +47,13 @@ from preview_support import (  # noqa: E402
     helm_template, prepare_chart, render_path, values_paths,
 )
 
+# The renders run in an environment of their own (render.rs clears it), so
+# the wrapper carries its paths in itself.
 WRAPPER = """#!/bin/sh
 start=$(date +%s%N)
-"$BENCH_HELM" "$@"
+'{helm}' "$@"
 rc=$?
-echo "$start $(date +%s%N)" >> "$BENCH_HELM_LOG"
+echo "$start $(date +%s%N)" >> '{log}'
 exit $rc
 """
 
@@ -113,21 +115,22 @@ def main() -> int:
         config.write_text(yaml.safe_dump({"schemaVersion": "release-capsule-preview/v1", "gitops": {"repository": GITOPS},
                                           "imageKey": "image", "environments": environments}))
         wrapper = work / "helm-timed"
-        wrapper.write_text(WRAPPER)
-        wrapper.chmod(0o755)
         log = work / "helm.log"
-        run_env = {**env, **helm_env(), "RELEASE_CAPSULE_HELM": str(wrapper), "BENCH_HELM": str(HELM_STANDIN),
-                   "BENCH_HELM_LOG": str(log)}
+        wrapper.write_text(WRAPPER.format(helm=HELM_STANDIN, log=log))
+        wrapper.chmod(0o755)
+        run_env = {**env, **helm_env(), "RELEASE_CAPSULE_HELM": str(wrapper)}
 
         totals, helms, calls = [], [], []
         for i in range(args.rounds + 1):  # the first is a warm-up
             log.write_text("")
             start = time.time_ns()
-            subprocess.run([args.bin, "preview", "--config", str(config), "--package-path", str(chart), "--sha", head,
+            proc = subprocess.run([args.bin, "preview", "--config", str(config), "--package-path", str(chart), "--sha", head,
                             "--image", image, "--image-digest", head_digest, "--repository", f"{APP_OWNER}/{APP_REPO}",
                             "--base", base, "--output", str(work / f"out-{i}"), "--json"],
-                           check=True, capture_output=True, env=run_env)
+                           capture_output=True, env=run_env)
             total = time.time_ns() - start
+            if proc.returncode != 0:
+                sys.exit(f"release-capsule preview failed:\n{proc.stderr}")
             intervals = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
             if i == 0:
                 continue

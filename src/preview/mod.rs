@@ -147,6 +147,15 @@ enum Side {
     Base,
 }
 
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Self::PullRequest => "pr",
+            Self::Base => "base",
+        }
+    }
+}
+
 /// Renders `package` for `env`, with the merged values in `values`.
 async fn render_env(
     s: &PreviewSettings,
@@ -228,56 +237,66 @@ pub async fn run<C: RegistryClient>(
     // Values first: a missing file is the user's to fix, before anything is fetched.
     let values_dir = work.join("values");
     std::fs::create_dir_all(&values_dir).map_err(io_failure(&values_dir, "be created"))?;
+    let merged: Vec<String> = futures_util::stream::iter(s.config.environments.iter().map(|env| merged_values(gitops, &s.config, env)))
+        .buffered(4)
+        .try_collect()
+        .await?;
     let mut values_files = Vec::new();
-    for env in &s.config.environments {
+    for (env, text) in s.config.environments.iter().zip(merged) {
         let path = values_dir.join(format!("{}.yaml", env.name));
-        let text = merged_values(gitops, &s.config, env).await?;
         std::fs::write(&path, text).map_err(io_failure(&path, "be written"))?;
         values_files.push(path);
     }
 
+    // Then three things at once, so that reading and verifying overlap the
+    // renders: the pull request's renders; the base capsule, found and
+    // verified, then its renders; what the stages rendered on their branches.
+    // Renders run a few at a time, whichever side they are for.
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
+    let slots = tokio::sync::Semaphore::new(parallel);
+    let renders = |side: Side, package: PathBuf| {
+        let (slots, values_files, package) = (&slots, &values_files, package);
+        futures_util::future::try_join_all(s.config.environments.iter().enumerate().map(move |(i, env)| {
+            let home = work.join(format!("home-{}-{i}", side.name()));
+            let package = package.clone();
+            async move {
+                let _slot = slots.acquire().await.map_err(|e| Failure::failed(anyhow!("render slots: {e}")))?;
+                render_env(s, env, &package, &values_files[i], side, &home).await
+            }
+        }))
+    };
     let search =
         Search { capsule: &s.capsule, image: &s.image, public_key: s.public_key.as_ref(), base: &s.base, head: &s.head, kind: s.kind };
-    let found = baseline::find(history, registry, &search, work).await?;
-
-    // Every render, a few at a time: the pull request's first, so that its
-    // template errors are what the user sees.
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4));
-    let mut jobs: Vec<(usize, Side, PathBuf)> = Vec::new();
-    for i in 0..s.config.environments.len() {
-        jobs.push((i, Side::PullRequest, s.package_dir.clone()));
-    }
-    if let Found::Capsule(base) = &found {
-        for i in 0..s.config.environments.len() {
-            jobs.push((i, Side::Base, base.package_dir.clone()));
+    let base_side = async {
+        let found = baseline::find(history, registry, &search, work).await?;
+        let objects = match &found {
+            Found::Capsule(base) => Some(renders(Side::Base, base.package_dir.clone()).await?),
+            Found::Nothing { .. } => None,
+        };
+        Ok::<_, Failure>((found, objects))
+    };
+    let now_side = futures_util::future::try_join_all(s.config.environments.iter().map(|env| async move {
+        match &env.rendered {
+            Some(r) => rendered_objects(gitops, r.branch.as_str(), r.path.as_str()).await,
+            None => Ok(None),
         }
-    }
-    let renders: Vec<(usize, Side, Objects)> = futures_util::stream::iter(jobs.into_iter().enumerate().map(|(n, (i, side, package))| {
-        let env = &s.config.environments[i];
-        let values = values_files[i].clone();
-        let home = work.join(format!("home-{n}"));
-        async move { render_env(s, env, &package, &values, side, &home).await.map(|o| (i, side, o)) }
-    }))
-    .buffered(parallel)
-    .try_collect()
-    .await?;
+    }));
+    let (heads, (found, bases), nows) =
+        futures_util::future::try_join3(renders(Side::PullRequest, s.package_dir.clone()), base_side, now_side).await?;
 
     let image = ImageRef { repo: s.image.to_string(), reference: s.image_ref.clone() };
     let mut scrubber = Scrubber::default();
     let mut environments = Vec::new();
-    for (i, env) in s.config.environments.iter().enumerate() {
-        let side = |wanted: fn(&Side) -> bool| renders.iter().find(|(j, sd, _)| *j == i && wanted(sd)).map(|(_, _, o)| o);
-        let head = side(|sd| matches!(sd, Side::PullRequest)).cloned().unwrap_or_default();
-        let base = side(|sd| matches!(sd, Side::Base));
+    for (i, (env, (head, now))) in s.config.environments.iter().zip(heads.into_iter().zip(nows)).enumerate() {
         scrubber.learn(&head);
         let mut result = EnvironmentResult { name: env.name.clone(), ..EnvironmentResult::default() };
-        if let Some(base) = base {
+        if let Some(base) = bases.as_ref().map(|b| &b[i]) {
             scrubber.learn(base);
             result.this_change = Some(compare(base, &head, Some(&image)));
         }
         if let Some(r) = &env.rendered {
             result.rendered = Some((r.branch.to_string(), r.path.to_string()));
-            match rendered_objects(gitops, r.branch.as_str(), r.path.as_str()).await? {
+            match now {
                 Some(now) => {
                     scrubber.learn(&now);
                     if now.skipped > 0 {
