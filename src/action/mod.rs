@@ -160,7 +160,7 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
     }
 
     let publish_markdown = summary::markdown(s, outcome, &problems) + &summary::records_markdown(records_view, &s.gitops_notes);
-    let (mut markdown, text, job_markdown) = summary::with_preview(publish_markdown, &preview, &preview::shown_path(s));
+    let (mut markdown, text, mut job_markdown) = summary::with_preview(publish_markdown, &preview, &preview::shown_path(s));
     reporter.set_text(text);
     let annotations: Vec<_> =
         problems.iter().chain(preview::problem(s, &preview).as_ref()).map(problems::Problem::check_annotation).collect();
@@ -182,7 +182,9 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
                 Err(_) => verdict::headline(&stopped),
             };
             log.error("release-capsule: cancelled", &why);
-            markdown.push_str(&format!("\n> [!WARNING]\n> {why}\n"));
+            let warning = format!("\n> [!WARNING]\n> {why}\n");
+            markdown.push_str(&warning);
+            job_markdown.push_str(&warning);
             finish_within_deadline(&mut reporter, &verdict::cancelled(s, &why), &markdown, &[]).await;
             step_failure.get_or_insert(stopped);
         }
