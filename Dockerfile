@@ -44,6 +44,36 @@ RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
     rustup target add "$target"; \
     echo "$target" > /rust-target
 
+# Helm and Kustomize for the pull-request preview (docs/preview.md), which renders as the
+# Kargo stages do: Helm v3.21.3, the release Kargo's helm-template step embeds
+# (helm.sh/helm/v3 in akuity/kargo's go.mod), and kustomize v5.7.1, the CLI built on the
+# kustomize API Kargo pins (sigs.k8s.io/kustomize/api v0.20.1). Each download is checked
+# against the sha256 its project publishes (Helm's release notes and .sha256sum files;
+# kustomize's checksums.txt) before anything of it is used. A new version needs new sums.
+RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
+    helm_version=3.21.3; kustomize_version=5.7.1; \
+    case "$arch" in \
+      amd64) helm_sha256=15e041a93a590dce8100f39385cd98c84a765c9e36aeeb9e2dc6ff9e4769e2e0; \
+             kustomize_sha256=ea375e7372f9aa029129d4b2d16c66b7750b7f1213c4f66f910d981c895818d8 ;; \
+      arm64) helm_sha256=67f58155079ff9ffab98ba5c88daff0ed9b542f3a4732f5dd426dde7dd0f5244; \
+             kustomize_sha256=4261a040217df3bd6896597c3986d1465925726e4f22a945304b5233a4dcdbda ;; \
+      *) echo "unsupported architecture: $arch (supported: amd64, arm64)" >&2; exit 1 ;; \
+    esac; \
+    mkdir -p /tmp/tools /rootfs/usr/local/bin; \
+    curl -fsSL --proto '=https' --retry 3 -o /tmp/tools/helm.tar.gz \
+      "https://get.helm.sh/helm-v${helm_version}-linux-${arch}.tar.gz"; \
+    echo "${helm_sha256}  /tmp/tools/helm.tar.gz" | sha256sum --check --strict -; \
+    tar -xzf /tmp/tools/helm.tar.gz -C /tmp/tools "linux-${arch}/helm"; \
+    install -m 0755 "/tmp/tools/linux-${arch}/helm" /rootfs/usr/local/bin/helm; \
+    curl -fsSL --proto '=https' --retry 3 -o /tmp/tools/kustomize.tar.gz \
+      "https://github.com/kubernetes-sigs/kustomize/releases/download/kustomize%2Fv${kustomize_version}/kustomize_v${kustomize_version}_linux_${arch}.tar.gz"; \
+    echo "${kustomize_sha256}  /tmp/tools/kustomize.tar.gz" | sha256sum --check --strict -; \
+    tar -xzf /tmp/tools/kustomize.tar.gz -C /tmp/tools kustomize; \
+    install -m 0755 /tmp/tools/kustomize /rootfs/usr/local/bin/kustomize; \
+    rm -rf /tmp/tools; \
+    /rootfs/usr/local/bin/helm version --short; \
+    /rootfs/usr/local/bin/kustomize version
+
 ENV CC_x86_64_unknown_linux_musl=musl-gcc \
     CC_aarch64_unknown_linux_musl=musl-gcc \
     CARGO_TERM_COLOR=never

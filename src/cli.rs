@@ -35,6 +35,65 @@ pub enum Command {
     ExportFreight(ExportFreightArgs),
     /// Write a legacy-gitflow gate record (merged/git-<sha>.yaml and current.yaml) in one commit.
     RecordGate(RecordGateArgs),
+    /// Preview what a change does to each environment: render the package as the
+    /// stages do and compare with the base capsule and with what runs now.
+    Preview(PreviewArgs),
+}
+
+/// The pull-request preview, run locally. GITHUB_TOKEN reads the app
+/// repository (its merge base), GITOPS_TOKEN (else GITHUB_TOKEN) the GitOps
+/// repository; GITHUB_API_URL says where GitHub is.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The preview configuration (schemaVersion: release-capsule-preview/v1).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The chart (or kustomize) directory of the change.
+    #[arg(long)]
+    pub package_path: PathBuf,
+    /// helm or kustomize.
+    #[arg(long, default_value = "helm")]
+    pub package_kind: String,
+    /// The full 40-hex commit of the change (its image is <image>:git-<sha>).
+    #[arg(long)]
+    pub sha: String,
+    /// The app image repository, without tag (e.g. ghcr.io/my-org/my-app).
+    #[arg(long)]
+    pub image: String,
+    /// The digest of <image>:git-<sha>: the renders then set the image by digest,
+    /// as the stage does; without it, by tag.
+    #[arg(long)]
+    pub image_digest: Option<String>,
+    /// Where the capsules are [default: <image>-release-capsule].
+    #[arg(long)]
+    pub capsule_repository: Option<String>,
+    /// The app repository on GitHub, owner/name [default: $GITHUB_REPOSITORY].
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// What the change will merge into (a branch, tag or commit): its merge base
+    /// with --sha is the release compared against.
+    #[arg(long, default_value = "main")]
+    pub base: String,
+    /// The helm program [default: $RELEASE_CAPSULE_HELM, else helm on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub helm: Option<PathBuf>,
+    /// The kustomize program [default: $RELEASE_CAPSULE_KUSTOMIZE, else kustomize on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub kustomize: Option<PathBuf>,
+    /// Where the complete diff goes, one <environment>.diff per environment.
+    #[arg(long, default_value = "./release-capsule-preview")]
+    pub output: PathBuf,
+    /// Also require the base capsule to carry a valid cosign signature by this key.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Seconds one render may take.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_seconds: u64,
+    #[command(flatten)]
+    pub auth: RegistryAuthArgs,
+    /// Print one JSON object on stdout instead of the Markdown report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where GitOps records go. The token comes from GITOPS_TOKEN, the API from

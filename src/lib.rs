@@ -16,6 +16,8 @@ pub mod github;
 pub mod gitops;
 pub mod image_layout;
 pub mod layout;
+pub mod markdown;
+pub mod preview;
 pub mod registry;
 pub mod report;
 pub mod scratch;

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod gitops;
+pub mod preview;
 pub mod public_key;
 pub mod publish;
 pub mod pull;

@@ -142,17 +142,17 @@ pub trait GitData: Send + Sync {
     fn move_branch<'a>(&'a self, branch: &'a str, sha: &'a str) -> BoxFuture<'a, Result<RefUpdate, GitHubError>>;
 }
 
-fn json<T: serde::de::DeserializeOwned>(operation: &'static str, body: &str) -> Result<T, GitHubError> {
+pub(super) fn json<T: serde::de::DeserializeOwned>(operation: &'static str, body: &str) -> Result<T, GitHubError> {
     serde_json::from_str(body).map_err(|e| GitHubError::Unexpected { operation, message: format!("an answer that does not parse: {e}") })
 }
 
 #[derive(Deserialize)]
-struct ShaOnly {
-    sha: String,
+pub(super) struct ShaOnly {
+    pub(super) sha: String,
 }
 
 /// A 404 as "not there" rather than as an error.
-fn found<T>(result: Result<T, GitHubError>) -> Result<Option<T>, GitHubError> {
+pub(super) fn found<T>(result: Result<T, GitHubError>) -> Result<Option<T>, GitHubError> {
     match result {
         Ok(v) => Ok(Some(v)),
         Err(GitHubError::Forbidden { status: 404, .. }) => Ok(None),

@@ -84,7 +84,8 @@ pub fn with_query(url: &str, key: &str, value: &str) -> String {
     format!("{url}{sep}{key}={}", percent_encode(value))
 }
 
-fn percent_encode(s: &str) -> String {
+/// `s` with everything but RFC 3986's unreserved characters percent-encoded.
+pub fn percent_encode(s: &str) -> String {
     s.bytes().fold(String::with_capacity(s.len()), |mut out, b| {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);

@@ -26,7 +26,7 @@ INPUTS = (
     "image", "capsule-repository", "package-path", "package-kind", "sha", "image-layout", "sbom",
     "provenance", "registry-username", "registry-password", "github-token", "push", "on-conflict",
     "check-name", "status-context", "report", "helm-layer", "signing-key", "gitops-repository", "gitops-branch",
-    "gitops-token", "gitops-author", "freight-path", "gate-path", "gate-branches",
+    "gitops-token", "gitops-author", "freight-path", "gate-path", "gate-branches", "preview-config",
 )
 
 

@@ -57,6 +57,8 @@ from .fake_git import GitRepos
 
 DEFAULT_OPERATIONS = SHARED_DIR / "github-api" / "operations.json"
 GIT_OPERATIONS = SHARED_DIR / "github-api" / "operations-git.json"
+# The preview's reads (compare-commits), in a file of their own.
+PREVIEW_OPERATIONS = SHARED_DIR / "github-api" / "operations-preview.json"
 DOCS = "https://docs.github.com/rest"
 SHA_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 
@@ -131,9 +133,9 @@ class _Route:
     pattern: re.Pattern
 
 
-# Parameters that may hold slashes: a ref ("heads/stage/staging") and a
-# contents path (empty for the repository root).
-_PARAM_PATTERNS = {"ref": ".+", "path": ".*"}
+# Parameters that may hold slashes: a ref ("heads/stage/staging"), a
+# contents path (empty for the repository root) and compare's base...head.
+_PARAM_PATTERNS = {"ref": ".+", "path": ".*", "basehead": ".+"}
 
 
 def _route_pattern(path_template: str) -> re.Pattern:
@@ -200,6 +202,7 @@ class FakeGitHub(BackgroundServer):
         *,
         operations_path: str | Path = DEFAULT_OPERATIONS,
         git_operations_path: str | Path | None = GIT_OPERATIONS,
+        preview_operations_path: str | Path | None = PREVIEW_OPERATIONS,
         mode: str = "ok",
         rate_limit_first_n: int = 0,
         secondary_rate_limit_first_n: int = 0,
@@ -212,6 +215,11 @@ class FakeGitHub(BackgroundServer):
             git_ops = load_operations(git_operations_path)
             self.git_operations = set(git_ops)
             self.operations.update(git_ops)
+        if preview_operations_path is not None:
+            # Served from the same git repositories as the Git Data operations.
+            preview_ops = load_operations(preview_operations_path)
+            self.git_operations |= set(preview_ops)
+            self.operations.update(preview_ops)
         self.request_validators = {
             op: validator(spec["request_schema"]) for op, spec in self.operations.items()
             if spec["request_schema"] is not None
