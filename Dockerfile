@@ -50,6 +50,7 @@ RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
 # kustomize API Kargo pins (sigs.k8s.io/kustomize/api v0.20.1). Each download is checked
 # against the sha256 its project publishes (Helm's release notes and .sha256sum files;
 # kustomize's checksums.txt) before anything of it is used. A new version needs new sums.
+# They wait in /opt/tools until scripts/rootfs puts them into /rootfs (below).
 RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
     helm_version=3.21.3; kustomize_version=5.7.1; \
     case "$arch" in \
@@ -59,20 +60,20 @@ RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
              kustomize_sha256=4261a040217df3bd6896597c3986d1465925726e4f22a945304b5233a4dcdbda ;; \
       *) echo "unsupported architecture: $arch (supported: amd64, arm64)" >&2; exit 1 ;; \
     esac; \
-    mkdir -p /tmp/tools /rootfs/usr/local/bin; \
+    mkdir -p /tmp/tools /opt/tools; \
     curl -fsSL --proto '=https' --retry 3 -o /tmp/tools/helm.tar.gz \
       "https://get.helm.sh/helm-v${helm_version}-linux-${arch}.tar.gz"; \
     echo "${helm_sha256}  /tmp/tools/helm.tar.gz" | sha256sum --check --strict -; \
     tar -xzf /tmp/tools/helm.tar.gz -C /tmp/tools "linux-${arch}/helm"; \
-    install -m 0755 "/tmp/tools/linux-${arch}/helm" /rootfs/usr/local/bin/helm; \
+    install -m 0755 "/tmp/tools/linux-${arch}/helm" /opt/tools/helm; \
     curl -fsSL --proto '=https' --retry 3 -o /tmp/tools/kustomize.tar.gz \
       "https://github.com/kubernetes-sigs/kustomize/releases/download/kustomize%2Fv${kustomize_version}/kustomize_v${kustomize_version}_linux_${arch}.tar.gz"; \
     echo "${kustomize_sha256}  /tmp/tools/kustomize.tar.gz" | sha256sum --check --strict -; \
     tar -xzf /tmp/tools/kustomize.tar.gz -C /tmp/tools kustomize; \
-    install -m 0755 /tmp/tools/kustomize /rootfs/usr/local/bin/kustomize; \
+    install -m 0755 /tmp/tools/kustomize /opt/tools/kustomize; \
     rm -rf /tmp/tools; \
-    /rootfs/usr/local/bin/helm version --short; \
-    /rootfs/usr/local/bin/kustomize version
+    /opt/tools/helm version --short; \
+    /opt/tools/kustomize version
 
 ENV CC_x86_64_unknown_linux_musl=musl-gcc \
     CC_aarch64_unknown_linux_musl=musl-gcc \
@@ -100,17 +101,19 @@ RUN target="$(cat /rust-target)" \
 # /rootfs, everything the final stage holds, is laid out by scripts/rootfs and nothing
 # else: scripts/image --binary runs the same script on a local build and hands the tree
 # to this file's final stage (buildah bud --build-context build=<dir>), so a local
-# image and a published one cannot differ in layout. A tool for the image (say helm)
-# is one more option of scripts/rootfs, passed here.
+# image and a published one cannot differ in layout. Helm and kustomize are options of
+# scripts/rootfs too (scripts/image --helm PATH --kustomize PATH).
 COPY scripts/rootfs /usr/local/bin/rootfs
 RUN rootfs /rootfs --binary /release-capsule --ca-bundle /etc/ssl/certs/ca-certificates.crt \
+      --helm /opt/tools/helm --kustomize /opt/tools/kustomize \
  && /rootfs/release-capsule --version
 
 FROM scratch
 
-# /release-capsule, the CA bundle for TLS to registries and the GitHub API, and an
-# empty world-writable /tmp (scratch has none; temporary files go to /tmp): the tree
-# scripts/rootfs lays out, and only it.
+# /release-capsule, the CA bundle for TLS to registries and the GitHub API, an empty
+# world-writable /tmp (scratch has none; temporary files go to /tmp), and helm and
+# kustomize in /usr/local/bin for the preview: the tree scripts/rootfs lays out, and
+# only it.
 COPY --from=build /rootfs/ /
 
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::cli::PreviewArgs;
 use crate::core::ident::{Digest, GitSha, Repository};
 use crate::core::package::PackageKind;
-use crate::failure::{Failure, FailureKind};
+use crate::failure::{Classify, Failure, FailureKind};
 use crate::github::client::{Notify, OctocrabGitHub};
 use crate::github::Token;
 use crate::gitops::target::RepoName;
@@ -158,7 +158,7 @@ fn print(r: &PreviewReport, output: &Path, json: bool) {
 pub fn run(args: &PreviewArgs, env: Env) -> Result<(), Failure> {
     let (settings, repository, github_token, gitops_token) = resolve(args, env)?;
     let api_url = crate::github::api_url(env("GITHUB_API_URL").as_deref()).map_err(|m| Failure::input(anyhow!("GITHUB_API_URL: {m}")))?;
-    let credentials = RegistryCredentials::resolve(&args.auth, env);
+    let credentials = RegistryCredentials::resolve(&args.auth, env, &settings.capsule).or_fail(FailureKind::Input)?;
     let report = super::block_on(async {
         let notify: Notify = std::sync::Arc::new(|debug_only, line| {
             if !debug_only {

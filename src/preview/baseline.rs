@@ -10,6 +10,7 @@ use anyhow::anyhow;
 use crate::core::ident::{Digest, GitSha, Repository};
 use crate::core::package::PackageKind;
 use crate::core::reference::Reference;
+use crate::core::tag::Tag;
 use crate::failure::Failure;
 use crate::github::reads::History;
 use crate::registry::RegistryClient;
@@ -68,8 +69,8 @@ pub async fn find<C: RegistryClient>(history: &dyn History, registry: &C, s: &Se
     let mut sha = merge_base.clone();
     for steps_back in 0..=MAX_ANCESTORS {
         let tree = work.join(format!("base-{steps_back}"));
-        let capsule = Reference { repo: s.capsule.clone(), tag: Some(sha.tag()), digest: None };
-        let image = Reference { repo: s.image.clone(), tag: Some(sha.tag()), digest: None };
+        let capsule = Reference { repo: s.capsule.clone(), tag: Some(Tag::from(&sha)), digest: None };
+        let image = Reference { repo: s.image.clone(), tag: Some(Tag::from(&sha)), digest: None };
         let question = trust::Question { capsule: &capsule, image: &image, image_digest: None, public_key: s.public_key };
         let verdict = trust::verify(registry, question, &tree, work).await?;
         match (&verdict.digest, verdict.verified()) {
