@@ -9,7 +9,6 @@ conftest.py.
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 import subprocess
@@ -19,8 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.container import Podman
-from image_layouts import blob_path
+from image_layouts import from_container_storage
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 # What scripts/rootfs lays out and so what the image holds: path -> (type, mode).
@@ -34,21 +32,8 @@ ROOTFS = {
 }
 
 
-def oci_layout(podman: Podman, image: str, dest: Path) -> tuple[dict, dict, list[Path]]:
-    """The image as a registry would serve it (layers gzip-compressed, as docker
-    and buildx push them): (manifest, config, layer blobs)."""
-    copy = subprocess.run(["skopeo", "copy", "--quiet", "--dest-compress", "--dest-compress-format", "gzip",
-                           f"containers-storage:{image}", f"oci:{dest}:image"],
-                          env=podman.env, capture_output=True, text=True, timeout=120)
-    assert copy.returncode == 0, copy.stderr
-    index = json.loads((dest / "index.json").read_text())
-    manifest = json.loads(blob_path(dest, index["manifests"][0]["digest"]).read_text())
-    config = json.loads(blob_path(dest, manifest["config"]["digest"]).read_text())
-    return manifest, config, [blob_path(dest, layer["digest"]) for layer in manifest["layers"]]
-
-
 def test_the_image_config_and_files(podman, action_image, bin_path, tmp_path, capsys):
-    manifest, config, layers = oci_layout(podman, action_image, tmp_path / "oci")
+    manifest, config, layers = from_container_storage(action_image, tmp_path / "oci", podman.env)
     c = config["config"]
     assert c["Entrypoint"] == ["/release-capsule"] and not c.get("Cmd"), c
     assert not c.get("User"), "no USER: the runner's mounts are only writable by root (see the Dockerfile)"
@@ -135,7 +120,7 @@ def test_the_build_context_holds_what_the_dockerfile_copies(podman, repo_root, t
                            env=podman.env, capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
     try:
-        _, _, layers = oci_layout(podman, tag, tmp_path / "oci")
+        _, _, layers = from_container_storage(tag, tmp_path / "oci", podman.env)
         with tarfile.open(layers[0]) as tar:
             files = {m.name.removeprefix("context/") for m in tar.getmembers() if m.isfile()}
     finally:

@@ -47,6 +47,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -94,6 +95,20 @@ class Podman:
         info = self.run("info", "--format", "{{.Host.OCIRuntime.Name}}")
         if info.returncode != 0:
             return f"podman cannot run here: {' '.join(self.argv('info'))}: {info.stderr.strip()}"
+        return None
+
+    def cannot_run(self, binary: Path) -> str | None:
+        """Why podman cannot start a container here, or None: the runtime, its
+        cgroups and ulimits, tried on a root holding only the static ``binary``
+        (--rootfs, no image), so that a broken image (an entrypoint, a missing
+        file) fails the tests instead of passing for a machine without podman."""
+        with tempfile.TemporaryDirectory(prefix="release-capsule-probe-") as root:
+            shutil.copy(binary, Path(root) / "probe")
+            ran = self.run("run", "--rm", "--network", "host", "--rootfs", root, "/probe", "--version")
+        if ran.returncode != 0:
+            return (f"podman cannot run a container here: {' '.join(self.argv('run', '--rootfs', '...'))}: "
+                    f"{ran.stderr.strip()} (with CONTAINERS_CONF={self.conf}; scripts/bootstrap writes the settings "
+                    "these machines need)")
         return None
 
     def argv(self, *args: str) -> list[str]:
