@@ -33,6 +33,8 @@ struct Repo {
     creates: u32,
     tree_requests: u32,
     moves: u32,
+    /// Cancelled as the next move is answered (a SIGTERM meanwhile).
+    cancel_on_move: Option<Cancel>,
 }
 
 /// A ref update as GitHub may treat it.
@@ -178,6 +180,9 @@ impl GitData for Fake {
     fn move_branch<'a>(&'a self, _branch: &'a str, sha: &'a str) -> BoxFuture<'a, Result<RefUpdate, GitHubError>> {
         let mut r = self.0.lock().unwrap();
         r.moves += 1;
+        if let Some(cancel) = r.cancel_on_move.take() {
+            cancel.cancel("SIGTERM");
+        }
         if r.interlopers > 0 {
             r.interlopers -= 1;
             r.interlope();
@@ -351,6 +356,32 @@ fn a_lost_answer_with_another_commit_on_top_is_found_recorded_not_written_twice(
     assert_eq!(w.kept.len(), 4);
     assert_eq!(fake.commit_count(), 3, "ours, then theirs");
     assert_eq!(fake.0.lock().unwrap().moves, 1);
+}
+
+#[test]
+fn a_last_update_that_landed_under_another_commit_is_reported_as_recorded_not_as_failed() {
+    // Nine refusals, then the tenth update lands, its answer is lost, and
+    // someone commits on top before the branch is read.
+    let mut scripts = vec![Script::Refuse("Reference cannot be updated"); MAX_ATTEMPTS as usize - 1];
+    scripts.push(Script::ApplyLoseThenInterloper);
+    let fake = scripted(&scripts);
+    let w = write(&fake, &[gate()]).unwrap();
+    assert_eq!(w.commit, None, "the records are on the branch, under the other commit");
+    assert_eq!(w.kept.len(), 2);
+    assert_eq!(fake.commit_count(), 3, "ours, then theirs");
+}
+
+#[test]
+fn a_cancellation_after_an_update_that_may_be_under_another_commit_does_not_say_nothing_was_committed() {
+    let fake = scripted(&[Script::ApplyLoseThenInterloper]);
+    let cancel = Cancel::never();
+    fake.0.lock().unwrap().cancel_on_move = Some(cancel.clone());
+    let err = write_with(&fake, "main", &cancel, &[gate()]).unwrap_err();
+    assert_eq!(err.kind(), crate::failure::FailureKind::Cancelled);
+    let text = err.to_string();
+    assert!(!text.contains("nothing was committed"), "its commit is on the branch: {text}");
+    assert!(text.contains("may hold that commit") && text.contains("a re-run"), "{text}");
+    assert_eq!(fake.commit_count(), 3, "ours, then theirs");
 }
 
 #[test]
