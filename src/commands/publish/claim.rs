@@ -11,7 +11,7 @@
 //!
 //! The rule. Registries have no compare-and-swap, but plain registers are
 //! enough for a *splitter* (Moir and Anderson, 1995). The register `X` is the
-//! tag `sha256-<hex>.claim` beside the claimed tag (hex: the digest being
+//! tag `sha256-<hex>.claim` in the capsule repository (hex: the digest being
 //! tagged), which names a manifest unique to the run ([`ClaimMark`]); the tag
 //! itself is the door:
 //!
@@ -30,9 +30,19 @@
 //! This holds as far as the registry answers a read with the last write
 //! before it, which a registry does for one tag; a cache in front of it that
 //! serves stale tags weakens it the way it weakens the settle delay of
-//! [`super::tagging`]. The `.claim` tag stays, as cosign's `.sig` does; a
-//! Kargo Warehouse's `^git-[0-9a-f]{40}$` and Flux's tag or SemVer
-//! selection never pick it.
+//! [`super::tagging`].
+//!
+//! Where. The `.claim` tag stays (registries cannot be relied on to delete
+//! a tag), as cosign's `.sig` does, also after a run that failed later on.
+//! So it is kept in the capsule repository, for the image tag of
+//! `--image-layout` too: that repository is release-capsule's own, read by
+//! `^git-[0-9a-f]{40}$` Warehouses, while the image repository is the
+//! user's, read by tools that may take any tag (a Kargo Warehouse or Flux
+//! ImagePolicy ordering tags lexically or alphabetically picks
+//! `sha256-….claim` over `git-…`; registry UIs and retention rules count it
+//! as a version). All runs that push one image under one tag share the
+//! capsule repository, so they share the register. The mark's annotation
+//! names the tag it claims, for whoever finds it.
 
 use std::collections::BTreeMap;
 
@@ -44,6 +54,8 @@ use crate::registry::RegistryClient;
 pub const CLAIM_ARTIFACT_TYPE: &str = "application/vnd.release-capsule.claim.v1";
 /// The annotation that makes each run's mark unique.
 pub const CLAIM_ANNOTATION: &str = "vnd.release-capsule.claim";
+/// The annotation that names the tag claimed (`<repository>:<tag>`).
+pub const CLAIMED_TAG_ANNOTATION: &str = "vnd.release-capsule.claim.tag";
 
 /// The register of the splitter for `claimed`: `sha256-<hex>.claim`.
 pub fn claim_tag(claimed: &Digest) -> String {
@@ -52,7 +64,7 @@ pub fn claim_tag(claimed: &Digest) -> String {
 
 /// One run's mark in the register: a manifest of the empty config and one
 /// empty layer (how OCI 1.1 says to write an artifact without content), whose
-/// annotation holds a random nonce.
+/// annotations hold a random nonce and the tag claimed.
 pub struct ClaimMark {
     tag: String,
     bytes: Vec<u8>,
@@ -60,7 +72,7 @@ pub struct ClaimMark {
 }
 
 impl ClaimMark {
-    pub fn new(claimed: &Digest, nonce: u128) -> Self {
+    pub fn new(claimed: &Digest, claimed_tag: &str, nonce: u128) -> Self {
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(MANIFEST_MEDIA_TYPE.into()),
@@ -68,16 +80,19 @@ impl ClaimMark {
             config: empty_config_descriptor(),
             layers: vec![empty_config_descriptor()],
             subject: None,
-            annotations: BTreeMap::from([(CLAIM_ANNOTATION.to_owned(), format!("{nonce:032x}"))]),
+            annotations: BTreeMap::from([
+                (CLAIM_ANNOTATION.to_owned(), format!("{nonce:032x}")),
+                (CLAIMED_TAG_ANNOTATION.to_owned(), claimed_tag.to_owned()),
+            ]),
         };
         let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
         Self { tag: claim_tag(claimed), digest: Digest::of(&bytes), bytes }
     }
 
     /// A mark with a fresh nonce.
-    pub fn random(claimed: &Digest) -> Self {
+    pub fn random(claimed: &Digest, claimed_tag: &str) -> Self {
         let nonce = (u128::from(crate::entropy::random_u64()) << 64) | u128::from(crate::entropy::random_u64());
-        Self::new(claimed, nonce)
+        Self::new(claimed, claimed_tag, nonce)
     }
 
     /// Step 1: `X :=` this mark (the empty blob first: a manifest may only
@@ -171,6 +186,7 @@ mod tests {
             let write = TagWrite {
                 repo: &repo,
                 tag: "git-x",
+                register: &repo,
                 media_type: MANIFEST_MEDIA_TYPE,
                 bytes: &bytes,
                 digest: &digest,
@@ -197,7 +213,7 @@ mod tests {
         let reg = MemoryRegistry::new();
         let repo: Repository = "127.0.0.1:5000/acme/app-release-capsule".parse().unwrap();
         let claimed = Digest::of(b"capsule");
-        let (a, b) = (ClaimMark::random(&claimed), ClaimMark::random(&claimed));
+        let (a, b) = (ClaimMark::random(&claimed, "r:git-x"), ClaimMark::random(&claimed, "r:git-x"));
         assert_ne!(a.digest, b.digest);
         assert_eq!(a.tag, format!("sha256-{}.claim", claimed.hex()));
         a.write(&reg, &repo).await.unwrap();
@@ -205,10 +221,11 @@ mod tests {
         b.write(&reg, &repo).await.unwrap();
         assert!(!a.still_ours(&reg, &repo).await.unwrap() && b.still_ours(&reg, &repo).await.unwrap());
         // A valid OCI artifact: empty config, one empty layer, the blob there.
-        let m: Manifest = serde_json::from_slice(&ClaimMark::new(&claimed, 7).bytes).unwrap();
+        let m: Manifest = serde_json::from_slice(&ClaimMark::new(&claimed, "r:git-x", 7).bytes).unwrap();
         assert_eq!(m.artifact_type.as_deref(), Some(CLAIM_ARTIFACT_TYPE));
         assert_eq!(m.layers, std::slice::from_ref(&m.config));
         assert_eq!(m.annotations[CLAIM_ANNOTATION], format!("{:032x}", 7));
+        assert_eq!(m.annotations[CLAIMED_TAG_ANNOTATION], "r:git-x");
         assert!(reg.blob_exists(&repo, &Digest::of(EMPTY_CONFIG)).await.unwrap());
     }
 }

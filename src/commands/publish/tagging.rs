@@ -61,6 +61,10 @@ pub fn settle_delay(recheck_to_put: Duration) -> Duration {
 pub(super) struct TagWrite<'a> {
     pub repo: &'a Repository,
     pub tag: &'a str,
+    /// Where the claim register of [`super::claim`] is kept: the capsule
+    /// repository, for the image tag too (the image repository is the
+    /// user's, and gets nothing but its tag).
+    pub register: &'a Repository,
     pub media_type: &'a str,
     pub bytes: &'a [u8],
     pub digest: &'a Digest,
@@ -94,8 +98,8 @@ where
     let (repo, tag) = (w.repo, w.tag);
     let tagging = format!("tagging {} {}", w.what, repo.with_tag(tag));
     cancel.check(&tagging)?;
-    let mark = ClaimMark::random(w.digest);
-    mark.write(registry, repo).await?;
+    let mark = ClaimMark::random(w.digest, &repo.with_tag(tag));
+    mark.write(registry, w.register).await?;
     cancel.check(&tagging)?;
     let started = Instant::now();
     match registry.resolve(repo, tag).await.map_err(Failure::from)? {
@@ -114,7 +118,7 @@ where
     cancel.check(&tagging)?;
     registry.push_manifest(repo, tag, w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
-    let made = mark.still_ours(registry, repo).await?;
+    let made = mark.still_ours(registry, w.register).await?;
     if !made {
         debug(&format!("{}: another run claimed it since; that run counts as its publisher", repo.with_tag(tag)));
     }
@@ -215,7 +219,7 @@ mod tests {
     }
 
     fn write<'a>(repo: &'a Repository, bytes: &'a [u8], digest: &'a Digest, previous: Option<&'a Digest>) -> TagWrite<'a> {
-        TagWrite { repo, tag: "git-x", media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
+        TagWrite { repo, tag: "git-x", register: repo, media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
     }
 
     #[tokio::test(start_paused = true)]
@@ -242,6 +246,21 @@ mod tests {
         // Found already naming our digest: not this run's doing.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(false) }).await.unwrap();
         assert_eq!(claim, Claim::Found);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_claim_register_is_kept_where_it_is_told_not_beside_the_tag() {
+        let reg = MemoryRegistry::new();
+        let image: Repository = "127.0.0.1:5000/acme/app".parse().unwrap();
+        let capsules: Repository = "127.0.0.1:5000/acme/app-release-capsule".parse().unwrap();
+        let bytes = b"{\"image\":1}".to_vec();
+        let digest = Digest::of(&bytes);
+        let w = TagWrite { register: &capsules, what: "image", ..write(&image, &bytes, &digest, None) };
+        assert_eq!(claim_tag(&reg, &w, &Cancel::never(), |_| async { Ok(false) }).await.unwrap(), Claim::Made);
+        let register = super::super::claim::claim_tag(&digest);
+        assert!(reg.resolve(&capsules, &register).await.unwrap().is_some(), "in the capsule repository");
+        assert_eq!(reg.resolve(&image, &register).await.unwrap(), None, "nothing but the tag in the image repository");
+        assert_eq!(reg.resolve(&image, "git-x").await.unwrap(), Some(digest));
     }
 
     #[tokio::test]
