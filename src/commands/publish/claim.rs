@@ -49,7 +49,7 @@ use std::collections::BTreeMap;
 use crate::core::ident::{Digest, Repository};
 use crate::core::manifest::{empty_config_descriptor, Manifest, EMPTY_CONFIG, MANIFEST_MEDIA_TYPE};
 use crate::failure::Failure;
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, RegistryError};
 
 pub const CLAIM_ARTIFACT_TYPE: &str = "application/vnd.release-capsule.claim.v1";
 /// The annotation that makes each run's mark unique.
@@ -96,11 +96,24 @@ impl ClaimMark {
     }
 
     /// Step 1: `X :=` this mark (the empty blob first: a manifest may only
-    /// name blobs the repository has).
-    pub async fn write<R: RegistryClient>(&self, registry: &R, repo: &Repository) -> Result<(), Failure> {
+    /// name blobs the repository has). `false` when the registry refused to
+    /// overwrite the register (tag immutability: ECR's IMMUTABLE
+    /// repositories, Harbor's rules) because an earlier run wrote it: the
+    /// run goes on without a mark, and so reports `false` at step 4, which
+    /// keeps "at most one". Failing instead would fail every later run of
+    /// that digest.
+    pub async fn write<R: RegistryClient>(&self, registry: &R, repo: &Repository) -> Result<bool, Failure> {
         let work = crate::scratch::WorkDir::new()?;
         crate::sign::push_small_blob(registry, repo, EMPTY_CONFIG, work.path()).await?;
-        registry.push_manifest(repo, &self.tag, MANIFEST_MEDIA_TYPE, &self.bytes).await.map_err(Failure::from)
+        match registry.push_manifest(repo, &self.tag, MANIFEST_MEDIA_TYPE, &self.bytes).await {
+            Ok(()) => Ok(true),
+            Err(RegistryError::Protocol { status: 400..=499, .. })
+                if registry.resolve(repo, &self.tag).await.map_err(Failure::from)?.is_some() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Failure::from(e)),
+        }
     }
 
     /// Step 4: whether `X` still holds this mark.
@@ -119,13 +132,16 @@ mod tests {
     use crate::commands::publish::tagging::{claim_tag as claim, Claim, TagWrite};
     use crate::registry::memory::MemoryRegistry;
     use crate::registry::retry::Jitter;
-    use crate::registry::{FetchedManifest, RegistryError};
+    use crate::registry::FetchedManifest;
 
     /// A registry where every request first lets other tasks run a random
     /// number of times (seeded): concurrent runs interleave differently per seed.
     struct Interleaved {
         inner: MemoryRegistry,
         rng: Mutex<Jitter>,
+        /// A tag, once written, is refused a second write (as ECR's
+        /// IMMUTABLE repositories and Harbor's immutability rules do).
+        immutable_tags: bool,
     }
 
     impl Interleaved {
@@ -169,6 +185,10 @@ mod tests {
         }
         async fn push_manifest(&self, repo: &Repository, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
             self.shuffle().await;
+            if self.immutable_tags && !reference.starts_with("sha256:") && self.inner.resolve(repo, reference).await?.is_some() {
+                let message = format!("TAG_INVALID: the tag {reference} already exists and cannot be overwritten");
+                return Err(RegistryError::Protocol { reference: repo.with_tag(reference), status: 400, message });
+            }
             self.inner.push_manifest(repo, reference, media_type, bytes).await
         }
     }
@@ -180,7 +200,7 @@ mod tests {
         let digest = Digest::of(&bytes);
         let (mut one, mut none) = (0, 0);
         for seed in 0..300u64 {
-            let reg = Interleaved { inner: MemoryRegistry::new(), rng: Mutex::new(Jitter::new(seed)) };
+            let reg = Interleaved { inner: MemoryRegistry::new(), rng: Mutex::new(Jitter::new(seed)), immutable_tags: false };
             let runs = 2 + (seed % 2) as usize;
             let never = Cancel::never();
             let write = TagWrite {
@@ -208,6 +228,29 @@ mod tests {
         assert!(one > none, "one publisher in {one} trials, none in {none}");
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_register_the_registry_will_not_overwrite_leaves_the_run_tagging_without_a_claim() {
+        let reg = Interleaved { inner: MemoryRegistry::new(), rng: Mutex::new(Jitter::new(1)), immutable_tags: true };
+        let repo: Repository = "127.0.0.1:5000/acme/app-release-capsule".parse().unwrap();
+        let bytes = b"{\"capsule\":1}".to_vec();
+        let digest = Digest::of(&bytes);
+        // An earlier run wrote its mark, then failed before tagging.
+        assert!(ClaimMark::random(&digest, "r:git-x").write(&reg, &repo).await.unwrap());
+        let write = TagWrite {
+            repo: &repo,
+            tag: "git-x",
+            register: &repo,
+            media_type: MANIFEST_MEDIA_TYPE,
+            bytes: &bytes,
+            digest: &digest,
+            previous: None,
+            what: "capsule",
+        };
+        let claimed = claim(&reg, &write, &Cancel::never(), |_| async { Ok(false) }).await.unwrap();
+        assert_eq!(claimed, Claim::Found, "tagged, but with no mark of its own it cannot say it made the tag");
+        assert_eq!(reg.inner.resolve(&repo, "git-x").await.unwrap(), Some(digest));
+    }
+
     #[tokio::test]
     async fn marks_differ_between_runs_and_the_last_one_written_holds_the_register() {
         let reg = MemoryRegistry::new();
@@ -216,9 +259,9 @@ mod tests {
         let (a, b) = (ClaimMark::random(&claimed, "r:git-x"), ClaimMark::random(&claimed, "r:git-x"));
         assert_ne!(a.digest, b.digest);
         assert_eq!(a.tag, format!("sha256-{}.claim", claimed.hex()));
-        a.write(&reg, &repo).await.unwrap();
+        assert!(a.write(&reg, &repo).await.unwrap());
         assert!(a.still_ours(&reg, &repo).await.unwrap());
-        b.write(&reg, &repo).await.unwrap();
+        assert!(b.write(&reg, &repo).await.unwrap());
         assert!(!a.still_ours(&reg, &repo).await.unwrap() && b.still_ours(&reg, &repo).await.unwrap());
         // A valid OCI artifact: empty config, one empty layer, the blob there.
         let m: Manifest = serde_json::from_slice(&ClaimMark::new(&claimed, "r:git-x", 7).bytes).unwrap();

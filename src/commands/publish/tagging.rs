@@ -99,7 +99,7 @@ where
     let tagging = format!("tagging {} {}", w.what, repo.with_tag(tag));
     cancel.check(&tagging)?;
     let mark = ClaimMark::random(w.digest, &repo.with_tag(tag));
-    mark.write(registry, w.register).await?;
+    let marked = mark.write(registry, w.register).await?;
     cancel.check(&tagging)?;
     let started = Instant::now();
     match registry.resolve(repo, tag).await.map_err(Failure::from)? {
@@ -118,7 +118,7 @@ where
     cancel.check(&tagging)?;
     registry.push_manifest(repo, tag, w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
-    let made = mark.still_ours(registry, w.register).await?;
+    let made = marked && mark.still_ours(registry, w.register).await?;
     if !made {
         debug(&format!("{}: another run claimed it since; that run counts as its publisher", repo.with_tag(tag)));
     }
