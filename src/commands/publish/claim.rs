@@ -193,6 +193,12 @@ mod tests {
         }
     }
 
+    /// `git-x` in `repo`, for a tag that was absent, with the register beside it.
+    fn tag_write<'a>(repo: &'a Repository, bytes: &'a [u8], digest: &'a Digest) -> TagWrite<'a> {
+        let what = "capsule";
+        TagWrite { repo, tag: "git-x", register: repo, media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous: None, what }
+    }
+
     #[test]
     fn concurrent_runs_of_one_release_never_both_report_that_they_made_the_tag() {
         let repo: Repository = "127.0.0.1:5000/acme/app-release-capsule".parse().unwrap();
@@ -203,16 +209,7 @@ mod tests {
             let reg = Interleaved { inner: MemoryRegistry::new(), rng: Mutex::new(Jitter::new(seed)), immutable_tags: false };
             let runs = 2 + (seed % 2) as usize;
             let never = Cancel::never();
-            let write = TagWrite {
-                repo: &repo,
-                tag: "git-x",
-                register: &repo,
-                media_type: MANIFEST_MEDIA_TYPE,
-                bytes: &bytes,
-                digest: &digest,
-                previous: None,
-                what: "capsule",
-            };
+            let write = tag_write(&repo, &bytes, &digest);
             let claims = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(async {
                 futures_util::future::join_all((0..runs).map(|_| claim(&reg, &write, &never, |_| async { Ok(false) }))).await
             });
@@ -236,16 +233,7 @@ mod tests {
         let digest = Digest::of(&bytes);
         // An earlier run wrote its mark, then failed before tagging.
         assert!(ClaimMark::random(&digest, "r:git-x").write(&reg, &repo).await.unwrap());
-        let write = TagWrite {
-            repo: &repo,
-            tag: "git-x",
-            register: &repo,
-            media_type: MANIFEST_MEDIA_TYPE,
-            bytes: &bytes,
-            digest: &digest,
-            previous: None,
-            what: "capsule",
-        };
+        let write = tag_write(&repo, &bytes, &digest);
         let claimed = claim(&reg, &write, &Cancel::never(), |_| async { Ok(false) }).await.unwrap();
         assert_eq!(claimed, Claim::Found, "tagged, but with no mark of its own it cannot say it made the tag");
         assert_eq!(reg.inner.resolve(&repo, "git-x").await.unwrap(), Some(digest));
