@@ -24,7 +24,8 @@
 //! first. A read its own mark, so A read before B wrote `X`, and B wrote `X`
 //! before its re-check; A's `PUT` came before A's read. So B's re-check found
 //! the tag naming the digest, and B stopped at step 2: a contradiction. A run
-//! alone always gets `true`. Runs that overlap may both get `false` (A is
+//! alone always gets `true` (unless the registry will not let it write `X`:
+//! see [`ClaimMark::write`]). Runs that overlap may both get `false` (A is
 //! overtaken at `X` by B, and B finds A's tag): never two, sometimes none.
 //!
 //! This holds as far as the registry answers a read with the last write
