@@ -152,7 +152,8 @@ pub struct RecordGateArgs {
     /// The gate directory in the GitOps repository (e.g. warehouses/my-app/legacy-gitflow).
     #[arg(long)]
     pub gate_path: String,
-    /// When it was pushed, RFC 3339 [default: now]. Kept from the first record for this commit.
+    /// When it was pushed, RFC 3339 [default: now]; give the push's own time, so that a re-run is a no-op.
+    /// merged/ keeps the first record's; current.yaml takes it only when it is later than the push it names.
     #[arg(long)]
     pub merged_at: Option<String>,
     #[command(flatten)]

@@ -13,7 +13,9 @@
 //! way: by reading the branch. If it names our commit, the write is done. If
 //! not, the whole plan is made again on whatever the branch holds now,
 //! because what another commit wrote may change it (it may even hold these
-//! records already, and then nothing more is committed). The commit is
+//! records already, and then nothing more is committed). After the last
+//! update a plan is made once more, so that a run gives up only when the
+//! records are not on the branch. The commit is
 //! content-addressed with a fixed date, so planning again on an unchanged
 //! head makes the very same commit, and records land exactly once.
 
@@ -110,8 +112,12 @@ pub struct Writer<'a> {
 /// Whether an attempt's commit is what the branch holds.
 enum Landing {
     Ours,
-    /// Not ours: why (the branch moved, or did not and GitHub said why).
-    Not(String),
+    /// Not ours: why (the branch moved, or did not and GitHub said why), and
+    /// whether it moved on to another commit, which may be on top of ours.
+    Not {
+        why: String,
+        moved_on: bool,
+    },
 }
 
 impl Writer<'_> {
@@ -128,22 +134,38 @@ impl Writer<'_> {
         let branch = self.branch.as_str();
         let mut jitter = Jitter::new(crate::entropy::random_u64());
         let mut last = String::new();
-        let before_moving = format!("before moving {branch}");
-        for attempt in 1..=MAX_ATTEMPTS {
-            let planned = self.until_cancelled(repo, &before_moving, self.plan_and_commit(records, repo)).await?;
-            let (written, commit, parent) = match planned {
-                (written, None) => return Ok(Written { attempts: attempt, ..written }),
-                (written, Some((commit, parent))) => (written, commit, parent),
-            };
-            self.check_cancel(repo, &format!("before moving {branch} to {commit}"))?;
+        // Set when the last update sent may be on the branch under someone
+        // else's commit: only the next plan can tell (it finds the records
+        // there, or not), so until then a cancellation must not say that
+        // nothing was committed.
+        let mut open: Option<String> = None;
+        // One plan more than updates: after the last update, a plan settles
+        // whether the records are on the branch.
+        for attempt in 1..=MAX_ATTEMPTS + 1 {
+            let stopped = self.stopped_before_moving(open.as_deref());
+            let (written, part, mut snapshot) = self.until_cancelled(repo, &stopped, self.plan(records, repo)).await?;
+            if part.changes.is_empty() {
+                return Ok(Written { attempts: attempt, ..written });
+            }
+            if attempt > MAX_ATTEMPTS {
+                break;
+            }
+            let stopped = self.stopped_before_moving(None);
+            let commit = self.until_cancelled(repo, &stopped, self.commit(&mut snapshot, &part, records)).await?;
+            let parent = snapshot.head.clone();
+            self.check_cancel(repo, &format!("before moving {branch} to {commit}; nothing was committed"))?;
             match self.land_even_if_cancelled(repo, &parent, &commit).await? {
                 Landing::Ours => return Ok(Written { commit: Some(commit), attempts: attempt, ..written }),
-                Landing::Not(why) => last = why,
+                Landing::Not { why, moved_on } => {
+                    open = moved_on.then(|| commit.clone());
+                    last = why;
+                }
             }
             if attempt < MAX_ATTEMPTS {
                 (self.notify)(&format!("{repo}: {last}; planning again (attempt {} of {MAX_ATTEMPTS})", attempt + 1));
                 let pause = BETWEEN_ATTEMPTS.delay(attempt - 1, None, &mut jitter);
-                self.until_cancelled(repo, &before_moving, async {
+                let stopped = self.stopped_before_moving(open.as_deref());
+                self.until_cancelled(repo, &stopped, async {
                     tokio::time::sleep(pause).await;
                     Ok(())
                 })
@@ -153,9 +175,22 @@ impl Writer<'_> {
         Err(GitOpsError::Busy { repo: repo.to_owned(), branch: branch.to_owned(), attempts: MAX_ATTEMPTS, last })
     }
 
-    /// Reads the branch, plans, and makes the commit: what was planned, and
-    /// the commit and its parent when there is something to commit.
-    async fn plan_and_commit(&self, records: &[Record], repo: &str) -> Result<(Written, Option<(String, String)>), GitOpsError> {
+    /// What a cancellation before the branch moves leaves: nothing, unless
+    /// an earlier update (to `open`) may be under a newer head.
+    fn stopped_before_moving(&self, open: Option<&str>) -> String {
+        let branch = self.branch.as_str();
+        match open {
+            None => format!("before moving {branch}; nothing was committed"),
+            Some(commit) => format!(
+                "before moving {branch} again; it moved on after this run's update to {commit} was sent, and may hold that \
+                 commit (a re-run finds the records if so, and commits nothing twice)"
+            ),
+        }
+    }
+
+    /// Reads the branch and plans: what would be written, the changes, and
+    /// the snapshot they were planned on.
+    async fn plan(&self, records: &[Record], repo: &str) -> Result<(Written, Part, Snapshot<'_>), GitOpsError> {
         let branch = self.branch.as_str();
         let Some(head) = self.api.branch_head(branch).await? else {
             return Err(if self.api.repository_visible().await? {
@@ -178,11 +213,7 @@ impl Writer<'_> {
             notes: part.notes.clone(),
             attempts: 0,
         };
-        if part.changes.is_empty() {
-            return Ok((written, None));
-        }
-        let commit = self.commit(&mut snapshot, &part, records).await?;
-        Ok((written, Some((commit, snapshot.head.clone()))))
+        Ok((written, part, snapshot))
     }
 
     /// Moves the branch to `commit` (made on `parent`). Anything but a clear
@@ -206,8 +237,8 @@ impl Writer<'_> {
                 (self.notify)(&format!("{repo}: {branch} names {commit}: the update was applied"));
                 Ok(Landing::Ours)
             }
-            Some(head) if head == parent => Ok(Landing::Not(format!("{branch} did not move ({why})"))),
-            Some(head) => Ok(Landing::Not(format!("{branch} moved to {head} meanwhile ({why})"))),
+            Some(head) if head == parent => Ok(Landing::Not { why: format!("{branch} did not move ({why})"), moved_on: false }),
+            Some(head) => Ok(Landing::Not { why: format!("{branch} moved to {head} meanwhile ({why})"), moved_on: true }),
             None => Err(unresolved(GitOpsError::UnknownBranch { repo: repo.to_owned(), branch: branch.to_owned() })),
         }
     }
@@ -238,7 +269,7 @@ impl Writer<'_> {
 
     fn cancelled(&self, repo: &str, when: &str) -> GitOpsError {
         let reason = self.cancel.reason().unwrap_or("request");
-        GitOpsError::Cancelled { repo: repo.to_owned(), reason, when: format!("{when}; nothing was committed") }
+        GitOpsError::Cancelled { repo: repo.to_owned(), reason, when: when.to_owned() }
     }
 
     fn check_cancel(&self, repo: &str, when: &str) -> Result<(), GitOpsError> {

@@ -19,9 +19,10 @@ from runner_support import pid1_in_its_namespace, wait_for
 from test_runner_sandbox import sandbox  # noqa: F401 (fixture)
 from verify_support import SHA, TAG
 
-# The cancellation watchdog's deadline (src/cancel.rs): a run still going
-# after it has not stopped on its own.
-EXIT_DEADLINE = 4.5
+# What the cancellation watchdog (src/cancel.rs) says when it ends a run that
+# did not stop on its own by its deadline. Judged by this rather than by the
+# clock, which a loaded machine stretches.
+WATCHDOG = "did not finish in time"
 
 
 def start(sandbox, args, tmp_path, env=None):
@@ -42,6 +43,7 @@ def sigterm(proc) -> tuple[float, str, str]:
         proc.kill()
         out, err = proc.communicate()
         pytest.fail(f"still running 15 s after SIGTERM (the signal was ignored)\n{out}\n{err}")
+    assert WATCHDOG not in err, f"it did not stop on its own; the watchdog ended it\n{err}"
     return time.monotonic() - sent, out, err
 
 
@@ -60,9 +62,8 @@ def test_sigterm_mid_download_exits_130_leaving_no_output(command, sandbox, worl
         args += ["--image", f"{world.image}:{TAG}"]
     proc, out = start(sandbox, args, tmp_path)
     wait_for("the layer download", lambda: proxy.entries("GET", "/blobs/"), proc)
-    elapsed, stdout, stderr = sigterm(proc)
+    _, stdout, stderr = sigterm(proc)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{stdout}\n{stderr}"
-    assert elapsed < EXIT_DEADLINE, f"{elapsed:.1f}s after SIGTERM"
     verb = "verifying" if command == "verify" else "pulling"
     assert f"cancelled by SIGTERM while {verb} {capsule}:{TAG}" in stderr, stderr
     assert list(out.iterdir()) == [], "no output directory and no staging directory"
@@ -76,9 +77,8 @@ def test_export_freight_stopped_while_verifying_commits_nothing(sandbox, world, 
                               "--gitops-repository", f"{OWNER}/{NAME}"],
                     tmp_path, {"GITOPS_TOKEN": TOKEN, "GITHUB_API_URL": fake_github.url})
     wait_for("the layer download", lambda: proxy.entries("GET", "/blobs/"), proc)
-    elapsed, stdout, stderr = sigterm(proc)
+    _, stdout, stderr = sigterm(proc)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{stdout}\n{stderr}"
-    assert elapsed < EXIT_DEADLINE
     assert "cancelled by SIGTERM while verifying" in stderr and "nothing was committed" in stderr, stderr
     assert commit_count(gitops) == before
     assert not [c for c in fake_github.calls if c.method != "GET"], "nothing was written to GitHub"
@@ -95,9 +95,8 @@ def test_record_gate_stopped_before_the_branch_moves_commits_nothing(sandbox, gi
     before = commit_count(gitops)
     proc = record_gate_as_pid1(sandbox, fake_github, tmp_path)
     wait_for("the tree request to reach GitHub", lambda: any(c.held for c in fake_github.calls), proc)
-    elapsed, stdout, stderr = sigterm(proc)
+    _, stdout, stderr = sigterm(proc)
     assert proc.returncode == 130, f"exit {proc.returncode}\n{stdout}\n{stderr}"
-    assert elapsed < EXIT_DEADLINE
     assert f"{OWNER}/{NAME}: cancelled by SIGTERM before moving main; nothing was committed" in stderr, stderr
     assert commit_count(gitops) == before
     assert not [c for c in fake_github.calls if c.operation == "git/update-ref"], "the branch was never asked to move"
@@ -114,7 +113,6 @@ def test_record_gate_with_the_branch_update_in_flight_reports_what_happened(answ
     proc = record_gate_as_pid1(sandbox, fake_github, tmp_path)
     wait_for("the branch update to reach GitHub", lambda: any(c.held for c in fake_github.calls), proc)
     elapsed, stdout, stderr = sigterm(proc)
-    assert elapsed < EXIT_DEADLINE
     if answer_after < 2.5:
         assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
         assert "committed" in stdout and commit_count(gitops) == before + 1, "recorded, and it says so"

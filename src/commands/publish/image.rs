@@ -106,10 +106,12 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
 
 /// Pushes the layout: blobs, child manifests by digest, then the tag by the
 /// race protocol. Another image under the tag is always a conflict: an
-/// image is its digest. Whether this run's `PUT` made the tag (`imagePushed`).
+/// image is its digest. Whether this run's `PUT` made the tag (`imagePushed`),
+/// settled through a claim register in `capsule_repo`.
 pub(super) async fn push_layout<R: RegistryClient>(
     registry: &R,
     repo: &Repository,
+    capsule_repo: &Repository,
     tag: &Tag,
     push: LayoutPush,
     cancel: &Cancel,
@@ -136,6 +138,7 @@ pub(super) async fn push_layout<R: RegistryClient>(
     let write = TagWrite {
         repo,
         tag,
+        register: capsule_repo,
         media_type: &plan.root.media_type,
         bytes: &plan.root.bytes,
         digest: &plan.root.digest,

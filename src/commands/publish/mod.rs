@@ -171,7 +171,7 @@ pub async fn publish_with<R: RegistryClient>(
     // Checked; now write. The image first: the capsule names it.
     let image_needs_push = image.to_push.is_some();
     let image_pushed = match image.to_push.take() {
-        Some(push) if !s.dry_run => image::push_layout(registry, &c.image, &tag, push, cancel).await?,
+        Some(push) if !s.dry_run => image::push_layout(registry, &c.image, &c.capsule, &tag, push, cancel).await?,
         _ => false,
     };
     let mut report = CapsuleReport::new(&release, &package, &built);
@@ -284,6 +284,7 @@ async fn push_capsule<R: RegistryClient>(
     let write = TagWrite {
         repo,
         tag,
+        register: repo,
         media_type: MANIFEST_MEDIA_TYPE,
         bytes: &built.manifest_bytes,
         digest: &built.digest,

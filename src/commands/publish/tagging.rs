@@ -62,6 +62,10 @@ pub fn settle_delay(recheck_to_put: Duration) -> Duration {
 pub(super) struct TagWrite<'a> {
     pub repo: &'a Repository,
     pub tag: &'a Tag,
+    /// Where the claim register of [`super::claim`] is kept: the capsule
+    /// repository, for the image tag too (the image repository is the
+    /// user's, and gets nothing but its tag).
+    pub register: &'a Repository,
     pub media_type: &'a str,
     pub bytes: &'a [u8],
     pub digest: &'a Digest,
@@ -95,8 +99,8 @@ where
     let (repo, tag) = (w.repo, w.tag);
     let tagging = format!("tagging {} {}", w.what, repo.with_tag(tag));
     cancel.check(&tagging)?;
-    let mark = ClaimMark::random(w.digest);
-    mark.write(registry, repo).await?;
+    let mark = ClaimMark::random(w.digest, &repo.with_tag(tag));
+    let marked = mark.write(registry, w.register).await?;
     cancel.check(&tagging)?;
     let started = Instant::now();
     match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
@@ -115,7 +119,7 @@ where
     cancel.check(&tagging)?;
     registry.push_manifest(repo, tag.into(), w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
-    let made = mark.still_ours(registry, repo).await?;
+    let made = marked && mark.still_ours(registry, w.register).await?;
     if !made {
         debug(&format!("{}: another run claimed it since; that run counts as its publisher", repo.with_tag(tag)));
     }
@@ -218,7 +222,7 @@ mod tests {
     static TAG: std::sync::LazyLock<Tag> = std::sync::LazyLock::new(|| "git-x".parse().unwrap());
 
     fn write<'a>(repo: &'a Repository, bytes: &'a [u8], digest: &'a Digest, previous: Option<&'a Digest>) -> TagWrite<'a> {
-        TagWrite { repo, tag: &TAG, media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
+        TagWrite { repo, tag: &TAG, register: repo, media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
     }
 
     #[tokio::test(start_paused = true)]
@@ -245,6 +249,21 @@ mod tests {
         // Found already naming our digest: not this run's doing.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(false) }).await.unwrap();
         assert_eq!(claim, Claim::Found);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_claim_register_is_kept_where_it_is_told_not_beside_the_tag() {
+        let reg = MemoryRegistry::new();
+        let image: Repository = "127.0.0.1:5000/acme/app".parse().unwrap();
+        let capsules: Repository = "127.0.0.1:5000/acme/app-release-capsule".parse().unwrap();
+        let bytes = b"{\"image\":1}".to_vec();
+        let digest = Digest::of(&bytes);
+        let w = TagWrite { register: &capsules, what: "image", ..write(&image, &bytes, &digest, None) };
+        assert_eq!(claim_tag(&reg, &w, &Cancel::never(), |_| async { Ok(false) }).await.unwrap(), Claim::Made);
+        let register = Tag::claim(&digest);
+        assert!(reg.resolve(&capsules, (&register).into()).await.unwrap().is_some(), "in the capsule repository");
+        assert_eq!(reg.resolve(&image, (&register).into()).await.unwrap(), None, "nothing but the tag in the image repository");
+        assert_eq!(reg.resolve(&image, (&*TAG).into()).await.unwrap(), Some(digest));
     }
 
     #[tokio::test]

@@ -33,6 +33,12 @@ struct Repo {
     creates: u32,
     tree_requests: u32,
     moves: u32,
+    /// Cancelled as the next move is answered (a SIGTERM meanwhile).
+    cancel_on_move: Option<Cancel>,
+    /// After a move is applied, this many reads of the branch still give the
+    /// head before it (a read-back that lags).
+    lagging_reads: u32,
+    lagging_head: Option<usize>,
 }
 
 /// A ref update as GitHub may treat it.
@@ -111,7 +117,14 @@ impl GitData for Fake {
         "acme/gitops".into()
     }
     fn branch_head<'a>(&'a self, branch: &'a str) -> BoxFuture<'a, Result<Option<String>, GitHubError>> {
-        let head = self.0.lock().unwrap().head;
+        let mut r = self.0.lock().unwrap();
+        let head = match r.lagging_head {
+            Some(old) if r.lagging_reads > 0 => {
+                r.lagging_reads -= 1;
+                old
+            }
+            _ => r.head,
+        };
         ok((branch == "main").then(|| format!("c{head}")))
     }
     fn repository_visible(&self) -> BoxFuture<'_, Result<bool, GitHubError>> {
@@ -166,18 +179,30 @@ impl GitData for Fake {
                 NewContent::Delete => assert!(tree.remove(&c.path).is_some(), "deleting {} that is not there", c.path),
             }
         }
-        r.trees.push(tree);
-        ok(format!("t{}:", r.trees.len() - 1))
+        // Content-addressed, as git's objects are.
+        let i = r.trees.iter().position(|t| *t == tree).unwrap_or_else(|| {
+            r.trees.push(tree);
+            r.trees.len() - 1
+        });
+        ok(format!("t{i}:"))
     }
     fn create_commit<'a>(&'a self, commit: &'a NewCommit) -> BoxFuture<'a, Result<String, GitHubError>> {
         let mut r = self.0.lock().unwrap();
         assert!(commit.message.starts_with("Record git-"), "{}", commit.message);
-        r.commits.push((idx(&commit.tree, 't'), Some(idx(&commit.parents[0], 'c'))));
-        ok(format!("c{}", r.commits.len() - 1))
+        // Content-addressed too (the writer fixes message and dates).
+        let made = (idx(&commit.tree, 't'), Some(idx(&commit.parents[0], 'c')));
+        let i = r.commits.iter().position(|c| *c == made).unwrap_or_else(|| {
+            r.commits.push(made);
+            r.commits.len() - 1
+        });
+        ok(format!("c{i}"))
     }
     fn move_branch<'a>(&'a self, _branch: &'a str, sha: &'a str) -> BoxFuture<'a, Result<RefUpdate, GitHubError>> {
         let mut r = self.0.lock().unwrap();
         r.moves += 1;
+        if let Some(cancel) = r.cancel_on_move.take() {
+            cancel.cancel("SIGTERM");
+        }
         if r.interlopers > 0 {
             r.interlopers -= 1;
             r.interlope();
@@ -192,6 +217,7 @@ impl GitData for Fake {
             _ if !fast_forward => return ok(RefUpdate::Refused("422 Update is not a fast forward".into())),
             _ => {}
         }
+        r.lagging_head = Some(r.head);
         r.head = new;
         match script {
             Some(Script::ApplyThenLose) => ok(lost()),
@@ -351,6 +377,46 @@ fn a_lost_answer_with_another_commit_on_top_is_found_recorded_not_written_twice(
     assert_eq!(w.kept.len(), 4);
     assert_eq!(fake.commit_count(), 3, "ours, then theirs");
     assert_eq!(fake.0.lock().unwrap().moves, 1);
+}
+
+#[test]
+fn a_last_update_that_landed_under_another_commit_is_reported_as_recorded_not_as_failed() {
+    // Nine refusals, then the tenth update lands, its answer is lost, and
+    // someone commits on top before the branch is read.
+    let mut scripts = vec![Script::Refuse("Reference cannot be updated"); MAX_ATTEMPTS as usize - 1];
+    scripts.push(Script::ApplyLoseThenInterloper);
+    let fake = scripted(&scripts);
+    let w = write(&fake, &[gate()]).unwrap();
+    assert_eq!(w.commit, None, "the records are on the branch, under the other commit");
+    assert_eq!(w.kept.len(), 2);
+    assert_eq!(fake.commit_count(), 3, "ours, then theirs");
+}
+
+#[test]
+fn a_cancellation_after_an_update_that_may_be_under_another_commit_does_not_say_nothing_was_committed() {
+    let fake = scripted(&[Script::ApplyLoseThenInterloper]);
+    let cancel = Cancel::never();
+    fake.0.lock().unwrap().cancel_on_move = Some(cancel.clone());
+    let err = write_with(&fake, "main", &cancel, &[gate()]).unwrap_err();
+    assert_eq!(err.kind(), crate::failure::FailureKind::Cancelled);
+    let text = err.to_string();
+    assert!(!text.contains("nothing was committed"), "its commit is on the branch: {text}");
+    assert!(text.contains("may hold that commit") && text.contains("a re-run"), "{text}");
+    assert_eq!(fake.commit_count(), 3, "ours, then theirs");
+}
+
+#[test]
+fn a_read_back_that_lags_behind_an_applied_update_still_ends_in_one_commit() {
+    // Applied, answer lost; the next two reads still show the old head: the
+    // writer plans again there, makes the very same commit, and the update
+    // to where the branch already is succeeds.
+    let fake = scripted(&[Script::ApplyThenLose]);
+    fake.0.lock().unwrap().lagging_reads = 2;
+    let w = write(&fake, &[freight(), gate()]).unwrap();
+    let head = format!("c{}", fake.0.lock().unwrap().head);
+    assert_eq!(w.commit.as_deref(), Some(head.as_str()));
+    assert_eq!((w.attempts, fake.0.lock().unwrap().moves), (2, 2));
+    assert_eq!(fake.commit_count(), 2, "one commit");
 }
 
 #[test]
