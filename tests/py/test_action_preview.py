@@ -108,12 +108,18 @@ def test_an_identical_render_is_no_change_and_a_capsule_is_found_along_first_par
 def test_secret_values_never_appear_anywhere(world):
     world.edit("templates/secret.yaml", "{{ .Values.dbPassword | b64enc | quote }}",
                "{{ printf \"%s-rotated\" .Values.dbPassword | b64enc | quote }}")
+    # The same values again, in a Secret inside a List and in one whose kind is spelled otherwise.
+    (world.chart / "templates" / "listed.yaml").write_text(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: listed\n"
+        "  stringData:\n    token: {{ .Values.apiToken | quote }}\n---\napiVersion: v1\nkind: secret\nmetadata:\n"
+        "  name: spelled\ndata:\n  password: {{ .Values.dbPassword | b64enc | quote }}\n")
     world.pull_request()
     r = world.step.run()
     assert r.returncode == 0, r
     summary, text = check_output(world.step.github)
-    assert table_row(summary, "staging")[1] == "0 added, 1 changed, 0 removed"
+    assert table_row(summary, "staging")[1] == "2 added, 1 changed, 0 removed"
     assert "password: (changed, 27 bytes)" in summary + text, "staging-db-Pa55word-rotated: 27 bytes"
+    assert "token: (22 bytes)" in summary + text and "password: (19 bytes)" in summary + text
     forms = []
     for v in secret_values() + [f"{p}-rotated" for p in secret_values() if "db" in p]:
         forms += [v, base64.b64encode(v.encode()).decode()]
