@@ -177,7 +177,7 @@ async fn render_env(
             let t = HelmTemplate {
                 release_name: env.release_name.clone(),
                 chart: package.to_owned(),
-                namespace: env.namespace.clone().unwrap_or_else(|| "default".into()),
+                namespace: env.namespace.clone().unwrap_or_default(),
                 values: values.to_owned(),
                 set_literal: s.config.image_key.clone().map(|k| (k, s.image_ref.clone())),
             };
@@ -230,6 +230,18 @@ pub async fn run<C: RegistryClient>(
         if let Some(env) = s.config.environments.iter().find(|e| !e.values_files.is_empty()) {
             return Err(Failure::input(anyhow!(
                 "preview config: environment {}: valuesFiles: a kustomize package has no Helm values; leave valuesFiles out",
+                env.name
+            )));
+        }
+    }
+    if s.kind == PackageKind::Helm {
+        // Kargo renders into the Project's namespace when the step sets none,
+        // and Helm into `default`: guessing either shows what no stage renders.
+        if let Some((i, env)) = s.config.environments.iter().enumerate().find(|(_, e)| e.namespace.is_none()) {
+            return Err(Failure::input(anyhow!(
+                "preview config: environments[{i}].namespace: is required for a Helm package (environment {}): the stage's \
+                 helm-template namespace, or, when the step sets none, the Kargo Project's namespace (the Stage's \
+                 metadata.namespace, e.g. kargo-project-codeai), which Kargo renders into then",
                 env.name
             )));
         }

@@ -182,6 +182,22 @@ def test_a_missing_values_file_is_an_error_naming_it(world):
     assert run["output"]["title"].startswith("Preview failed: environment test: values file")
 
 
+def test_a_helm_environment_without_a_namespace_is_an_error_not_a_guess(world):
+    # Helm's `default` is not where Kargo renders: the Project's namespace is.
+    import yaml
+    config = yaml.safe_load((world.step.workspace / CONFIG_PATH).read_text())
+    del config["environments"][1]["namespace"]
+    (world.step.workspace / CONFIG_PATH).write_text(yaml.safe_dump(config, sort_keys=False))
+    world.pull_request()
+    r = world.step.run()
+    assert r.returncode == 2, r
+    run = one_check_run(world.step.github)
+    assert run["conclusion"] == "failure"
+    message = ("preview config: environments[1].namespace: is required for a Helm package (environment test): the stage's "
+               "helm-template namespace, or, when the step sets none, the Kargo Project's namespace")
+    assert message in run["output"]["summary"] and message in r.stdout
+
+
 def test_a_base_capsule_that_fails_verification_is_an_error_and_nothing_is_compared(world):
     # The released image tag now names another image: the capsule no longer verifies.
     from action_support import seed_image
