@@ -212,6 +212,30 @@ def test_a_base_capsule_that_fails_verification_is_an_error_and_nothing_is_compa
     assert not (world.step.workspace / "release-capsule-preview").exists(), "no comparison against unverified content"
 
 
+def test_with_a_signing_key_the_base_capsule_must_be_signed_by_it(step, run_cli, tmp_path):  # noqa: F811
+    # The key the workflow signs its releases with: a base capsule without
+    # its signature is not what this workflow released, and is not compared against.
+    from test_signing import PLAIN
+    world = PreviewWorld(step, run_cli, tmp_path, environments=("staging",), rendered=())
+    world.pull_request()
+    step.inputs(signing_key=PLAIN.read_text())
+    r = step.run()
+    assert r.returncode == 1, r
+    run = one_check_run(step.github)
+    assert run["conclusion"] == "failure"
+    assert f"base capsule {step.capsule}:git-{world.released}" in run["output"]["summary"]
+    assert "signature" in run["output"]["summary"], run["output"]["summary"]
+    assert not (step.workspace / "release-capsule-preview").exists()
+    # Signed by that key, it is.
+    signed = run_cli("publish", "--sha", world.released, "--image", step.image, "--source-repository",
+                    "https://github.com/Codertocat/Hello-World", "--package-path", str(world.base_chart),
+                    "--created", "2026-11-20T10:11:12Z", "--signing-key", str(PLAIN), "--json")
+    assert signed.returncode == 0, signed.stderr
+    r = step.run()
+    assert r.returncode == 0, r
+    assert "base capsule" in r.summary
+
+
 def test_a_template_error_fails_the_check_at_helms_file_and_line(world):
     world.edit("templates/service.yaml", "spec:\n", "spec:\n  broken: {{ .Values.nope.deeper }}\n")
     line = next(i for i, l in enumerate((world.chart / "templates/service.yaml").read_text().splitlines(), 1) if "broken" in l)
