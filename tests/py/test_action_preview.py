@@ -265,3 +265,20 @@ def test_the_cli_runs_the_same_preview_locally(world, run_cli, tmp_path):
     assert envs["production"]["thisChange"] == {"added": 0, "changed": 1, "removed": 0, "imageOnly": 0}
     assert envs["staging"]["againstNow"] == {"added": 0, "changed": 1, "removed": 0, "imageOnly": 1}
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{e}.diff" for e in ENVIRONMENTS)
+    assert report["image"] == f"{world.step.image}@{world.head_image_digest}"
+    # Without --image-digest the digest is looked up, as the action does: the
+    # pull request's image exists, so the renders name it by digest (spec section 13).
+    argv = ["preview", "--config", world.step.workspace / CONFIG_PATH, "--package-path", world.chart, "--sha", head,
+            "--image", world.step.image, "--repository", "Codertocat/Hello-World", "--base", world.base,
+            "--output", tmp_path / "again", "--json"]
+    env = {"GITHUB_API_URL": world.step.github.url, "GITHUB_TOKEN": TOKEN, "GITOPS_TOKEN": GITOPS_TOKEN, **helm_env()}
+    proc = run_cli(*argv, env=env)
+    assert proc.returncode == 0, proc.stderr
+    looked_up = json.loads(proc.stdout)
+    assert looked_up["image"] == report["image"]
+    assert looked_up["environments"] == report["environments"]
+    # A commit whose image is not pushed yet: its tag, as the stage would set it.
+    unbuilt = world.app.commit_files("feature", {"CHANGELOG.md": b"more\n"}, "Another change")
+    proc = run_cli(*[a if a != head else unbuilt for a in argv], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["image"] == f"{world.step.image}:git-{unbuilt}"
