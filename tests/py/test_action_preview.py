@@ -250,6 +250,25 @@ def test_a_template_error_fails_the_check_at_helms_file_and_line(world):
     assert f"::error file=charts/demo/templates/service.yaml,line={line}," in r.stdout
 
 
+def test_helms_error_text_shows_no_secret_value(world):
+    # A chart's own check that quotes the value it refuses, as Helm's `fail`
+    # (or a values.schema.json pattern) does: Helm's text names the value.
+    world.edit("templates/secret.yaml", "type: Opaque\n",
+               "type: Opaque\n{{- if lt (len .Values.dbPassword) 40 }}{{ fail (printf \"dbPassword %q is too short\" "
+               ".Values.dbPassword) }}{{ end }}\n")
+    world.pull_request()
+    r = world.step.run()
+    assert r.returncode == 1, r
+    run = one_check_run(world.step.github)
+    annotations = [a for a in run["annotations"] if a["annotation_level"] == "failure"]
+    assert annotations and annotations[0]["path"] == "charts/demo/templates/secret.yaml", annotations
+    assert "dbPassword \"(hidden)\" is too short" in annotations[0]["message"], annotations[0]["message"]
+    everything = json.dumps([c.body for c in world.step.github.calls]) + json.dumps(world.step.github.check_runs())
+    everything += r.stdout + r.stderr + r.summary
+    for secret in secret_values():
+        assert secret not in everything, secret
+
+
 def test_the_cli_runs_the_same_preview_locally(world, run_cli, tmp_path):
     world.edit("values.yaml", "replicaCount: 1", "replicaCount: 5")
     head = world.pull_request()
