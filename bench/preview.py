@@ -43,7 +43,7 @@ from harness.fake_git import git  # noqa: E402
 from harness.fake_github import FakeGitHub  # noqa: E402
 from harness.registry import Registry  # noqa: E402
 from preview_support import (  # noqa: E402
-    APP_OWNER, APP_REPO, CREATED, ENV_VALUES, ENVIRONMENTS, GITOPS, HELM_STANDIN, deep_merge, flat_files, helm_env,
+    APP_OWNER, APP_REPO, CREATED, ENV_VALUES, ENVIRONMENTS, GITOPS, HELM_STANDIN, NAMESPACE, deep_merge, flat_files, helm_env,
     helm_template, prepare_chart, render_path, values_paths,
 )
 
@@ -109,7 +109,7 @@ def main() -> int:
             merged = deep_merge(*ENV_VALUES[name])
             manifest = helm_template(base_chart, name, merged, f"{image}@{base_digest}", work)
             gitops.commit_files(f"stage/{name}", {f"{render_path(name)}/{n}": b for n, b in flat_files(manifest).items()}, "Render")
-            environments.append({"name": name, "releaseName": name, "valuesFiles": values_paths(name),
+            environments.append({"name": name, "releaseName": name, "namespace": NAMESPACE, "valuesFiles": values_paths(name),
                                  "rendered": {"branch": f"stage/{name}", "path": render_path(name)}})
         config = work / "preview.yaml"
         config.write_text(yaml.safe_dump({"schemaVersion": "release-capsule-preview/v1", "gitops": {"repository": GITOPS},

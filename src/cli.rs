@@ -60,8 +60,9 @@ pub struct PreviewArgs {
     /// The app image repository, without tag (e.g. ghcr.io/my-org/my-app).
     #[arg(long)]
     pub image: String,
-    /// The digest of <image>:git-<sha>: the renders then set the image by digest,
-    /// as the stage does; without it, by tag.
+    /// The digest of <image>:git-<sha>, which the renders set the image by, as the
+    /// stage does; without it, it is looked up in the registry, and the image is
+    /// set by tag only when <image>:git-<sha> is not there.
     #[arg(long)]
     pub image_digest: Option<String>,
     /// Where the capsules are [default: <image>-release-capsule].

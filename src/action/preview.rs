@@ -47,7 +47,9 @@ fn settings(s: &ActionSettings, run: &PreviewRun, o: &PublishOutcome) -> Preview
         image: s.publish.capsule.image.clone(),
         image_ref: image_ref(s, o),
         capsule: s.publish.capsule.capsule.clone(),
-        public_key: None,
+        // The workflow's own signing key: its releases carry that signature,
+        // and a base capsule without it is not one of them (spec section 8, check 5).
+        public_key: s.publish.signing_key.as_ref().map(|key| key.public.clone()),
         tools: run.tools.clone(),
         output_dir: run.output_dir.clone(),
         timeout: preview::render::DEFAULT_TIMEOUT,

@@ -20,6 +20,7 @@ use crate::gitops::target::RepoName;
 use crate::preview::compare::{ChangeKind, Comparison};
 use crate::preview::render::find_program;
 use crate::preview::{config, report, PreviewReport, PreviewSettings, Tools};
+use crate::registry::RegistryClient;
 use crate::settings::{Env, RegistryCredentials};
 
 fn input(e: impl Into<anyhow::Error>, flag: &str) -> Failure {
@@ -47,6 +48,8 @@ fn resolve(args: &PreviewArgs, env: Env) -> Result<(PreviewSettings, RepoName, O
         Some(c) => c.trim().parse().map_err(|e| input(e, "--capsule-repository"))?,
         None => Repository::default_capsule_for(&image),
     };
+    // Without --image-digest, `run` looks the digest up: by tag only when the
+    // image is not there.
     let image_ref = match &args.image_digest {
         Some(d) => image.with_digest(&d.trim().parse::<Digest>().map_err(|e| input(e, "--image-digest"))?),
         None => image.with_tag(&head.tag()),
@@ -156,7 +159,7 @@ fn print(r: &PreviewReport, output: &Path, json: bool) {
 }
 
 pub fn run(args: &PreviewArgs, env: Env) -> Result<(), Failure> {
-    let (settings, repository, github_token, gitops_token) = resolve(args, env)?;
+    let (mut settings, repository, github_token, gitops_token) = resolve(args, env)?;
     let api_url = crate::github::api_url(env("GITHUB_API_URL").as_deref()).map_err(|m| Failure::input(anyhow!("GITHUB_API_URL: {m}")))?;
     let credentials = RegistryCredentials::resolve(&args.auth, env, &settings.capsule).or_fail(FailureKind::Input)?;
     let report = super::block_on(async {
@@ -172,6 +175,14 @@ pub fn run(args: &PreviewArgs, env: Env) -> Result<(), Failure> {
         let history = client(github_token.as_ref(), &repository)?;
         let gitops = client(gitops_token.as_ref(), &settings.config.gitops.repository)?;
         let registry = super::pull::connect(&credentials)?;
+        if args.image_digest.is_none() {
+            // As the action names it (spec section 13): `<image>@<digest>` when the
+            // pull request's image exists, else `<image>:git-<sha>`.
+            let tag = crate::core::tag::Tag::from(&settings.head);
+            if let Some(digest) = registry.resolve(&settings.image, (&tag).into()).await.map_err(Failure::from)? {
+                settings.image_ref = settings.image.with_digest(&digest);
+            }
+        }
         let work = crate::scratch::WorkDir::new()?;
         crate::preview::run(&settings, &history, &gitops, &registry, work.path()).await
     })?;

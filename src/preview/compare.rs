@@ -230,4 +230,25 @@ mod tests {
         assert_eq!((c.image_only.len(), c.changes.len()), (0, 1));
         assert!(c.changes[0].diff.contains(OLD) && c.changes[0].diff.contains("replicas: 3"));
     }
+
+    #[test]
+    fn a_secret_inside_a_list_or_with_its_kind_spelled_otherwise_is_masked() {
+        // kubectl and Argo CD apply a List's items one by one: a Secret in one is a Secret.
+        let listed = |password: &str| {
+            format!(
+                "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata: {{name: db}}\n  stringData: {{password: {password}}}\n"
+            )
+        };
+        let spelled =
+            |password: &str| format!("apiVersion: v1\nkind: secret\nmetadata: {{name: odd}}\nstringData: {{password: {password}}}\n");
+        for render in [listed, spelled] {
+            let c = compare(&objects(&render("hunter2-old-value")), &objects(&render("hunter2-new-value")), None);
+            assert_eq!(c.changes.len(), 1, "{c:?}");
+            let diff = &c.changes[0].diff;
+            assert!(!diff.contains("hunter2"), "{diff}");
+            assert!(diff.contains("password: (changed, 17 bytes)"), "{diff}");
+            let added = compare(&Objects::default(), &objects(&render("hunter2-new-value")), None);
+            assert!(!added.changes[0].diff.contains("hunter2"), "{}", added.changes[0].diff);
+        }
+    }
 }

@@ -31,7 +31,9 @@ pub struct GitOpsSource {
 pub struct Environment {
     pub name: String,
     pub release_name: String,
-    /// `None`: the stage sets none; Helm then renders into `default`.
+    /// The namespace Helm renders into: the step's, or the Kargo Project's
+    /// when the step sets none. Required for a Helm package ([`super::run`]
+    /// says so); a Kustomize package has no use for it.
     pub namespace: Option<String>,
     /// In the GitOps repository, merged in order.
     pub values_files: Vec<RepoPath>,

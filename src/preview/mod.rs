@@ -177,7 +177,7 @@ async fn render_env(
             let t = HelmTemplate {
                 release_name: env.release_name.clone(),
                 chart: package.to_owned(),
-                namespace: env.namespace.clone().unwrap_or_else(|| "default".into()),
+                namespace: env.namespace.clone().unwrap_or_default(),
                 values: values.to_owned(),
                 set_literal: s.config.image_key.clone().map(|k| (k, s.image_ref.clone())),
             };
@@ -213,6 +213,24 @@ async fn rendered_objects(gitops: &dyn RepoFiles, branch: &str, dir: &str) -> Re
     Ok(Some(objects))
 }
 
+/// `f` with every Secret value `scrubber` knows cut out of its text; a
+/// render's error stays one, so that it is still annotated at its file.
+fn scrubbed(f: Failure, scrubber: &Scrubber) -> Failure {
+    let kind = f.kind;
+    match f.error.downcast::<RenderError>() {
+        Ok(e) => Failure::new(kind, e.scrubbed(|text| scrubber.scrub(text))),
+        Err(other) => {
+            let text = format!("{other:#}");
+            let clean = scrubber.scrub(&text);
+            if clean == text {
+                Failure::new(kind, other)
+            } else {
+                Failure::new(kind, anyhow!(clean))
+            }
+        }
+    }
+}
+
 pub(crate) fn io_failure(path: &Path, what: &str) -> impl Fn(std::io::Error) -> Failure {
     let shown = format!("{}: cannot {what}", path.display());
     move |e| Failure::failed(anyhow::Error::new(e).context(shown.clone()))
@@ -230,6 +248,18 @@ pub async fn run<C: RegistryClient>(
         if let Some(env) = s.config.environments.iter().find(|e| !e.values_files.is_empty()) {
             return Err(Failure::input(anyhow!(
                 "preview config: environment {}: valuesFiles: a kustomize package has no Helm values; leave valuesFiles out",
+                env.name
+            )));
+        }
+    }
+    if s.kind == PackageKind::Helm {
+        // Kargo renders into the Project's namespace when the step sets none,
+        // and Helm into `default`: guessing either shows what no stage renders.
+        if let Some((i, env)) = s.config.environments.iter().enumerate().find(|(_, e)| e.namespace.is_none()) {
+            return Err(Failure::input(anyhow!(
+                "preview config: environments[{i}].namespace: is required for a Helm package (environment {}): the stage's \
+                 helm-template namespace, or, when the step sets none, the Kargo Project's namespace (the Stage's \
+                 metadata.namespace, e.g. kargo-project-codeai), which Kargo renders into then",
                 env.name
             )));
         }
@@ -281,24 +311,31 @@ pub async fn run<C: RegistryClient>(
             None => Ok(None),
         }
     }));
-    let (heads, (found, bases), nows) =
-        futures_util::future::try_join3(renders(Side::PullRequest, s.package_dir.clone()), base_side, now_side).await?;
+    // All three run to their end, even when one fails: a failure's text
+    // (Helm's own message may quote a value) is scrubbed of the Secret values
+    // that the renders which succeeded hold; and the pull request's own
+    // failure, annotated at its file, is the one reported first.
+    let (heads, base, nows) = futures_util::future::join3(renders(Side::PullRequest, s.package_dir.clone()), base_side, now_side).await;
+    let mut scrubber = Scrubber::default();
+    let base_objects = base.iter().flat_map(|(_, objects)| objects.iter().flatten());
+    for objects in heads.iter().flatten().chain(base_objects).chain(nows.iter().flatten().flatten()) {
+        scrubber.learn(objects);
+    }
+    let heads = heads.map_err(|f| scrubbed(f, &scrubber))?;
+    let (found, bases) = base.map_err(|f| scrubbed(f, &scrubber))?;
+    let nows = nows.map_err(|f| scrubbed(f, &scrubber))?;
 
     let image = ImageRef { repo: s.image.to_string(), reference: s.image_ref.clone() };
-    let mut scrubber = Scrubber::default();
     let mut environments = Vec::new();
     for (i, (env, (head, now))) in s.config.environments.iter().zip(heads.into_iter().zip(nows)).enumerate() {
-        scrubber.learn(&head);
         let mut result = EnvironmentResult { name: env.name.clone(), ..EnvironmentResult::default() };
         if let Some(base) = bases.as_ref().map(|b| &b[i]) {
-            scrubber.learn(base);
             result.this_change = Some(compare(base, &head, Some(&image)));
         }
         if let Some(r) = &env.rendered {
             result.rendered = Some((r.branch.to_string(), r.path.to_string()));
             match now {
                 Some(now) => {
-                    scrubber.learn(&now);
                     if now.skipped > 0 {
                         result
                             .notes

@@ -109,19 +109,38 @@ impl Objects {
                 Value::Mapping(_) => {}
                 other => return Err(error(format!("a {} where a Kubernetes object was expected", kind_name(other)))),
             }
-            let Some(mut key) = key_of(&value) else {
-                self.skipped += 1;
+            if let Some(items) = list_items(&value) {
+                // kubectl and Argo CD apply a List's items one by one, so they
+                // are compared (and a Secret among them masked) one by one.
+                for item in items {
+                    if !item.is_mapping() {
+                        let list = text_at(&value, &["kind"]).unwrap_or_default();
+                        return Err(error(format!(
+                            "{list}: a {} among its items, where a Kubernetes object was expected",
+                            kind_name(item)
+                        )));
+                    }
+                    self.add(item.clone());
+                }
                 continue;
-            };
-            let base = key.name.clone();
-            let mut n = 1;
-            while self.objects.contains_key(&key) {
-                n += 1;
-                key.name = format!("{base}#{n}");
             }
-            self.objects.insert(key, normalized(value));
+            self.add(value);
         }
         Ok(())
+    }
+
+    fn add(&mut self, value: Value) {
+        let Some(mut key) = key_of(&value) else {
+            self.skipped += 1;
+            return;
+        };
+        let base = key.name.clone();
+        let mut n = 1;
+        while self.objects.contains_key(&key) {
+            n += 1;
+            key.name = format!("{base}#{n}");
+        }
+        self.objects.insert(key, normalized(value));
     }
 
     pub fn len(&self) -> usize {
@@ -131,6 +150,17 @@ impl Objects {
     pub fn is_empty(&self) -> bool {
         self.objects.is_empty()
     }
+}
+
+/// The items of a list object (`kind: List`, `ConfigMapList`…: a kind that
+/// ends in `List` and has an `items` sequence, as kubectl's meta.IsListType).
+fn list_items(value: &Value) -> Option<&Vec<Value>> {
+    let kind = text_at(value, &["kind"])?;
+    text_at(value, &["apiVersion"])?;
+    if !kind.ends_with("List") {
+        return None;
+    }
+    value.get("items")?.as_sequence()
 }
 
 fn kind_name(v: &Value) -> &'static str {
@@ -173,5 +203,16 @@ mod tests {
         let err = o.add_documents("a: 1\n---\n- x\n", "deploy/x.yaml").unwrap_err();
         assert_eq!(err.to_string(), "deploy/x.yaml: document 2: a sequence where a Kubernetes object was expected");
         assert!(o.add_documents("a: [1\n", "bad.yaml").unwrap_err().to_string().starts_with("bad.yaml: document 1: "));
+    }
+
+    #[test]
+    fn a_lists_items_are_objects_of_their_own() {
+        let mut o = Objects::default();
+        o.add_documents("apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n- {apiVersion: v1, kind: Secret, metadata: {name: b}}\n", "f")
+            .unwrap();
+        let keys: Vec<String> = o.objects.keys().map(ToString::to_string).collect();
+        assert_eq!(keys, ["ConfigMap a", "Secret b"]);
+        let err = o.add_documents("apiVersion: v1\nkind: List\nitems: [1]\n", "g").unwrap_err();
+        assert_eq!(err.to_string(), "g: document 1: List: a scalar among its items, where a Kubernetes object was expected");
     }
 }

@@ -40,6 +40,16 @@ pub enum RenderError {
     Failed { tool: &'static str, what: String, message: String, location: Option<TemplateLocation> },
 }
 
+impl RenderError {
+    /// The same error, its tool's message passed through `scrub`.
+    pub fn scrubbed(self, scrub: impl Fn(&str) -> String) -> Self {
+        match self {
+            Self::Failed { tool, what, message, location } => Self::Failed { tool, what, message: scrub(&message), location },
+            other => other,
+        }
+    }
+}
+
 /// A file of the chart (relative to its root, `/`-separated) and a line, as
 /// Helm names them in a template error.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,10 @@ const FIELDS: [&str; 2] = ["data", "stringData"];
 /// blank out ordinary words of the report, and hide nothing worth hiding.
 const MIN_SCRUBBED: usize = 6;
 
+/// A Secret, however its kind is spelled and whatever group it names: what
+/// is masked may be too much, never too little.
 pub fn is_secret(key: &ObjectKey) -> bool {
-    key.group.is_empty() && key.kind == "Secret"
+    key.kind.eq_ignore_ascii_case("secret")
 }
 
 /// The size of a value in bytes: `data` holds base64 of the bytes.
@@ -97,15 +99,26 @@ impl Scrubber {
             for name in FIELDS {
                 let Some(Value::Mapping(m)) = object.get(name) else { continue };
                 for v in m.values() {
-                    let Some(text) = v.as_str() else { continue };
-                    self.values.push(text.to_owned());
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        // `stringData: {pin: 12345678}`: the API server takes it as text.
+                        Value::Number(n) => n.to_string(),
+                        _ => continue,
+                    };
+                    let mut forms = vec![text.clone()];
                     if name == "data" {
                         if let Ok(plain) = base64::engine::general_purpose::STANDARD.decode(text.trim()) {
-                            self.values.extend(String::from_utf8(plain).ok());
+                            forms.extend(String::from_utf8(plain).ok());
                         }
                     } else {
-                        self.values.push(base64::engine::general_purpose::STANDARD.encode(text));
+                        forms.push(base64::engine::general_purpose::STANDARD.encode(&text));
                     }
+                    // A value of several lines (a key, a certificate) shows in a
+                    // diff line by line, each behind a marker and an indent.
+                    let lines: Vec<String> =
+                        forms.iter().filter(|f| f.contains('\n')).flat_map(|f| f.lines().map(|l| l.trim().to_owned())).collect();
+                    self.values.extend(forms);
+                    self.values.extend(lines);
                 }
             }
         }
@@ -160,5 +173,18 @@ mod tests {
         s.learn(&objects);
         let text = "a hunter2-old b aHVudGVyMi1vbGQ= c s3cr3t-token d czNjcjN0LXRva2Vu e x";
         assert_eq!(s.scrub(text), "a (hidden) b (hidden) c (hidden) d (hidden) e x");
+    }
+
+    #[test]
+    fn the_scrubber_knows_numbers_and_each_line_of_a_long_value() {
+        let mut objects = Objects::default();
+        let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: tls}\nstringData:\n  pin: 12345678\n  key: |\n    -----BEGIN KEY-----\n    c2VjcmV0LWtleS1saW5lLW9uZQ\n    -----END KEY-----\n";
+        objects.add_documents(secret, "x").unwrap();
+        let mut s = Scrubber::default();
+        s.learn(&objects);
+        // A chart that copied both into a ConfigMap: the diff shows them so.
+        let diff = "+  pin: \"12345678\"\n+  copy: |\n+    -----BEGIN KEY-----\n+    c2VjcmV0LWtleS1saW5lLW9uZQ\n";
+        let scrubbed = s.scrub(diff);
+        assert!(!scrubbed.contains("12345678") && !scrubbed.contains("c2VjcmV0LWtleS1saW5lLW9uZQ"), "{scrubbed}");
     }
 }

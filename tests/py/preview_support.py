@@ -36,6 +36,8 @@ APP_OWNER, APP_REPO = "Codertocat", "Hello-World"  # events/pull_request.json's 
 GITOPS = "code-dot-org/k8s-gitops"
 GITOPS_TOKEN = "github_pat_11PREVIEW0123456789abcdefghijkl"
 CONFIG_PATH = ".github/release-capsule-preview.yaml"
+# The stages set no namespace: Kargo renders into the Project's.
+NAMESPACE = "kargo-project-codeai"
 ENVIRONMENTS = ("staging", "test", "production")
 CREATED = "2026-11-20T10:11:12Z"
 
@@ -54,6 +56,7 @@ SECRET_TEMPLATE = """apiVersion: v1
 kind: Secret
 metadata:
   name: {{ include "demo.fullname" . }}-db
+  namespace: {{ .Release.Namespace }}
 type: Opaque
 data:
   password: {{ .Values.dbPassword | b64enc | quote }}
@@ -106,7 +109,7 @@ def helm_env() -> dict[str, str]:
 def helm_template(chart: Path, env: str, values: dict, image_ref: str, work: Path) -> str:
     values_file = work / f"values-{env}.yaml"
     values_file.write_text(yaml.safe_dump(values))
-    proc = subprocess.run([str(HELM_STANDIN), "template", env, str(chart), "--namespace", "default", "--values",
+    proc = subprocess.run([str(HELM_STANDIN), "template", env, str(chart), "--namespace", NAMESPACE, "--values",
                            str(values_file), "--set-literal", f"image={image_ref}"],
                           capture_output=True, text=True, env={**os.environ, **helm_env()}, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -182,7 +185,7 @@ class PreviewWorld:
     def config(self) -> dict:
         envs = []
         for env in self.environments:
-            e = {"name": env, "releaseName": env, "valuesFiles": values_paths(env)}
+            e = {"name": env, "releaseName": env, "namespace": NAMESPACE, "valuesFiles": values_paths(env)}
             if env in self.rendered:
                 e["rendered"] = {"branch": f"stage/{env}", "path": render_path(env)}
             envs.append(e)

@@ -108,12 +108,18 @@ def test_an_identical_render_is_no_change_and_a_capsule_is_found_along_first_par
 def test_secret_values_never_appear_anywhere(world):
     world.edit("templates/secret.yaml", "{{ .Values.dbPassword | b64enc | quote }}",
                "{{ printf \"%s-rotated\" .Values.dbPassword | b64enc | quote }}")
+    # The same values again, in a Secret inside a List and in one whose kind is spelled otherwise.
+    (world.chart / "templates" / "listed.yaml").write_text(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: listed\n"
+        "  stringData:\n    token: {{ .Values.apiToken | quote }}\n---\napiVersion: v1\nkind: secret\nmetadata:\n"
+        "  name: spelled\ndata:\n  password: {{ .Values.dbPassword | b64enc | quote }}\n")
     world.pull_request()
     r = world.step.run()
     assert r.returncode == 0, r
     summary, text = check_output(world.step.github)
-    assert table_row(summary, "staging")[1] == "0 added, 1 changed, 0 removed"
+    assert table_row(summary, "staging")[1] == "2 added, 1 changed, 0 removed"
     assert "password: (changed, 27 bytes)" in summary + text, "staging-db-Pa55word-rotated: 27 bytes"
+    assert "token: (22 bytes)" in summary + text and "password: (19 bytes)" in summary + text
     forms = []
     for v in secret_values() + [f"{p}-rotated" for p in secret_values() if "db" in p]:
         forms += [v, base64.b64encode(v.encode()).decode()]
@@ -176,6 +182,22 @@ def test_a_missing_values_file_is_an_error_naming_it(world):
     assert run["output"]["title"].startswith("Preview failed: environment test: values file")
 
 
+def test_a_helm_environment_without_a_namespace_is_an_error_not_a_guess(world):
+    # Helm's `default` is not where Kargo renders: the Project's namespace is.
+    import yaml
+    config = yaml.safe_load((world.step.workspace / CONFIG_PATH).read_text())
+    del config["environments"][1]["namespace"]
+    (world.step.workspace / CONFIG_PATH).write_text(yaml.safe_dump(config, sort_keys=False))
+    world.pull_request()
+    r = world.step.run()
+    assert r.returncode == 2, r
+    run = one_check_run(world.step.github)
+    assert run["conclusion"] == "failure"
+    message = ("preview config: environments[1].namespace: is required for a Helm package (environment test): the stage's "
+               "helm-template namespace, or, when the step sets none, the Kargo Project's namespace")
+    assert message in run["output"]["summary"] and message in r.stdout
+
+
 def test_a_base_capsule_that_fails_verification_is_an_error_and_nothing_is_compared(world):
     # The released image tag now names another image: the capsule no longer verifies.
     from action_support import seed_image
@@ -190,6 +212,30 @@ def test_a_base_capsule_that_fails_verification_is_an_error_and_nothing_is_compa
     assert not (world.step.workspace / "release-capsule-preview").exists(), "no comparison against unverified content"
 
 
+def test_with_a_signing_key_the_base_capsule_must_be_signed_by_it(step, run_cli, tmp_path):  # noqa: F811
+    # The key the workflow signs its releases with: a base capsule without
+    # its signature is not what this workflow released, and is not compared against.
+    from test_signing import PLAIN
+    world = PreviewWorld(step, run_cli, tmp_path, environments=("staging",), rendered=())
+    world.pull_request()
+    step.inputs(signing_key=PLAIN.read_text())
+    r = step.run()
+    assert r.returncode == 1, r
+    run = one_check_run(step.github)
+    assert run["conclusion"] == "failure"
+    assert f"base capsule {step.capsule}:git-{world.released}" in run["output"]["summary"]
+    assert "signature" in run["output"]["summary"], run["output"]["summary"]
+    assert not (step.workspace / "release-capsule-preview").exists()
+    # Signed by that key, it is.
+    signed = run_cli("publish", "--sha", world.released, "--image", step.image, "--source-repository",
+                    "https://github.com/Codertocat/Hello-World", "--package-path", str(world.base_chart),
+                    "--created", "2026-11-20T10:11:12Z", "--signing-key", str(PLAIN), "--json")
+    assert signed.returncode == 0, signed.stderr
+    r = step.run()
+    assert r.returncode == 0, r
+    assert "base capsule" in r.summary
+
+
 def test_a_template_error_fails_the_check_at_helms_file_and_line(world):
     world.edit("templates/service.yaml", "spec:\n", "spec:\n  broken: {{ .Values.nope.deeper }}\n")
     line = next(i for i, l in enumerate((world.chart / "templates/service.yaml").read_text().splitlines(), 1) if "broken" in l)
@@ -202,6 +248,25 @@ def test_a_template_error_fails_the_check_at_helms_file_and_line(world):
     assert [(a["path"], a["start_line"]) for a in annotations] == [("charts/demo/templates/service.yaml", line)]
     assert "nil pointer evaluating interface {}.deeper" in annotations[0]["message"]
     assert f"::error file=charts/demo/templates/service.yaml,line={line}," in r.stdout
+
+
+def test_helms_error_text_shows_no_secret_value(world):
+    # A chart's own check that quotes the value it refuses, as Helm's `fail`
+    # (or a values.schema.json pattern) does: Helm's text names the value.
+    world.edit("templates/secret.yaml", "type: Opaque\n",
+               "type: Opaque\n{{- if lt (len .Values.dbPassword) 40 }}{{ fail (printf \"dbPassword %q is too short\" "
+               ".Values.dbPassword) }}{{ end }}\n")
+    world.pull_request()
+    r = world.step.run()
+    assert r.returncode == 1, r
+    run = one_check_run(world.step.github)
+    annotations = [a for a in run["annotations"] if a["annotation_level"] == "failure"]
+    assert annotations and annotations[0]["path"] == "charts/demo/templates/secret.yaml", annotations
+    assert "dbPassword \"(hidden)\" is too short" in annotations[0]["message"], annotations[0]["message"]
+    everything = json.dumps([c.body for c in world.step.github.calls]) + json.dumps(world.step.github.check_runs())
+    everything += r.stdout + r.stderr + r.summary
+    for secret in secret_values():
+        assert secret not in everything, secret
 
 
 def test_the_cli_runs_the_same_preview_locally(world, run_cli, tmp_path):
@@ -219,3 +284,20 @@ def test_the_cli_runs_the_same_preview_locally(world, run_cli, tmp_path):
     assert envs["production"]["thisChange"] == {"added": 0, "changed": 1, "removed": 0, "imageOnly": 0}
     assert envs["staging"]["againstNow"] == {"added": 0, "changed": 1, "removed": 0, "imageOnly": 1}
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{e}.diff" for e in ENVIRONMENTS)
+    assert report["image"] == f"{world.step.image}@{world.head_image_digest}"
+    # Without --image-digest the digest is looked up, as the action does: the
+    # pull request's image exists, so the renders name it by digest (spec section 13).
+    argv = ["preview", "--config", world.step.workspace / CONFIG_PATH, "--package-path", world.chart, "--sha", head,
+            "--image", world.step.image, "--repository", "Codertocat/Hello-World", "--base", world.base,
+            "--output", tmp_path / "again", "--json"]
+    env = {"GITHUB_API_URL": world.step.github.url, "GITHUB_TOKEN": TOKEN, "GITOPS_TOKEN": GITOPS_TOKEN, **helm_env()}
+    proc = run_cli(*argv, env=env)
+    assert proc.returncode == 0, proc.stderr
+    looked_up = json.loads(proc.stdout)
+    assert looked_up["image"] == report["image"]
+    assert looked_up["environments"] == report["environments"]
+    # A commit whose image is not pushed yet: its tag, as the stage would set it.
+    unbuilt = world.app.commit_files("feature", {"CHANGELOG.md": b"more\n"}, "Another change")
+    proc = run_cli(*[a if a != head else unbuilt for a in argv], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["image"] == f"{world.step.image}:git-{unbuilt}"

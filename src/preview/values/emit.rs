@@ -47,6 +47,7 @@ fn key(k: &Key) -> String {
 /// A node that fits on its key's (or dash's) line.
 fn inline(node: &Node) -> Option<String> {
     match node {
+        Node::Alias(named) => inline(named),
         Node::Null(_) => Some("null".into()),
         Node::Scalar { value, style, tag } => Some(scalar(value, *style, tag.as_deref())),
         Node::Seq(items) if items.is_empty() => Some("[]".into()),
@@ -58,6 +59,8 @@ fn inline(node: &Node) -> Option<String> {
 fn write(node: &Node, indent: usize, out: &mut String) {
     let pad = " ".repeat(indent);
     match node {
+        // What Helm reads an alias as: the node it names.
+        Node::Alias(named) => write(named, indent, out),
         Node::Map(entries) => {
             for (k, v) in entries {
                 match inline(v) {

@@ -94,9 +94,15 @@ fn present(node: Option<&Node>) -> Option<&Node> {
 /// Walks one field: `dest` from the files so far, `origin` from the later file.
 fn walk(dest: Option<Node>, origin: Option<Node>, path: &str) -> Merged {
     let kind = present(dest.as_ref()).or(present(origin.as_ref())).map(Node::kind);
+    // kyaml's Walker.Walk has no case for an alias, and checks no kinds then:
+    // nothing comes back, and the field is cleared (akuity/kargo#6740).
+    if kind == Some("alias") {
+        return Ok(None);
+    }
     for node in [dest.as_ref(), origin.as_ref()].into_iter().flatten().filter(|n| !n.is_null()) {
         if let Some(kind) = kind.filter(|k| *k != node.kind()) {
-            let message = format!("a {} where the files before have a {kind}; yaml-merge does not merge different kinds", node.kind());
+            let a = |kind: &str| if kind == "alias" { format!("an {kind}") } else { format!("a {kind}") };
+            let message = format!("{} where the files before have {}; yaml-merge does not merge different kinds", a(node.kind()), a(kind));
             return Err(fault(path, message));
         }
     }

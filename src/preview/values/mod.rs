@@ -5,7 +5,8 @@
 //!
 //! Why not serde_yaml: the rules depend on what serde's data model loses.
 //! kyaml keeps an explicit `key: null` (or `~`) of an earlier file that a
-//! later file does not mention, but drops an empty `key:`; and it writes
+//! later file does not mention, but drops an empty `key:`, and drops a field
+//! whose value is an alias; and it writes
 //! every scalar back as it was written, so Helm (a YAML 1.1 reader: `yes`
 //! is `true`) reads the merged file as it would read Kargo's. So the files
 //! are parsed into [`Node`]s that keep each scalar's text and style
@@ -31,9 +32,12 @@ pub enum Style {
     Quoted,
 }
 
-/// A parsed YAML node, aliases resolved.
+/// A parsed YAML node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
+    /// An alias (`*name`), with the node it names: kyaml's merge walker drops
+    /// a field whose value is one, and Helm reads it as that node.
+    Alias(Box<Node>),
     /// A scalar that is null (`~`, `null`, `Null`, `NULL`, an empty value, or
     /// tagged `!!null`), with its text: kyaml keeps `key: null` of an earlier
     /// file and drops `key:`, and only the text tells them apart.
@@ -61,6 +65,7 @@ impl Node {
             Self::Scalar { .. } => "scalar",
             Self::Seq(_) => "sequence",
             Self::Map(_) => "mapping",
+            Self::Alias(_) => "alias",
         }
     }
     pub fn is_null(&self) -> bool {
@@ -170,7 +175,7 @@ impl MarkedEventReceiver for Builder {
             }
             Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
                 Some((_, node)) => {
-                    let node = node.clone();
+                    let node = Node::Alias(Box::new(node.clone()));
                     self.place(node, mark);
                 }
                 None => self.fail(format!("line {}: an alias to an unknown anchor", mark.line())),

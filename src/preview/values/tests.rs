@@ -113,6 +113,22 @@ fn files_without_a_document_are_skipped_and_a_null_file_clears() {
 }
 
 #[test]
+fn aliases_are_dropped_where_yaml_merge_walks_as_kyaml_drops_them() {
+    // kyaml's walker has no case for an alias node: the field goes (akuity/kargo#6740).
+    let base = "db: &db mydb\nreadiness: *db\ndefaults: &d {image: x}\nother:\n  <<: *d\n  own: 1\nlist: [*db]\n";
+    assert_eq!(merged(&[base, "flag: false\n"]), "db: mydb\ndefaults:\n  image: x\nother:\n  own: 1\nlist:\n  - mydb\nflag: false\n");
+    // Also when the later file sets the field: the earlier alias decides its kind.
+    assert_eq!(merged(&[base, "readiness: set\n"]).lines().find(|l| l.starts_with("readiness")), None);
+    // And in the later file, where the earlier files have no such field.
+    assert_eq!(merged(&["a: 1\n", "x: &x 2\ny: *x\n"]), "a: 1\nx: 2\n");
+    // An alias where the earlier file has a scalar: kyaml's kind check fails.
+    let err = merge_error(&["y: 1\n", "x: &x 2\ny: *x\n"]);
+    assert_eq!(err, "values file f1.yaml: y: an alias where the files before have a scalar; yaml-merge does not merge different kinds");
+    // A file on its own is not walked: Helm resolves its aliases.
+    assert_eq!(merged(&["base: &b\n  x: 1\nother: *b\n"]), "base:\n  x: 1\nother:\n  x: 1\n");
+}
+
+#[test]
 fn anchors_are_resolved_and_keys_must_be_unique() {
     assert_eq!(merged(&["base: &b\n  x: 1\nother: *b\n"]), "base:\n  x: 1\nother:\n  x: 1\n");
     let err = merge_error(&["a: 1\na: 2\n"]);
