@@ -52,7 +52,17 @@ impl History for OctocrabGitHub {
             }
             // One commit per page: only the merge base is wanted, not the list.
             let rest = format!("compare/{}...{}?per_page=1", percent_encode(base), percent_encode(head));
-            let answer = self.get(OP, &rest).await?;
+            let answer = match self.get(OP, &rest).await {
+                // GitHub answers 404 for two commits without common history
+                // as for a commit it does not know: neither is a permission.
+                Err(GitHubError::Forbidden { status: 404, message, .. }) => {
+                    let message = format!(
+                        "{message}: GitHub found no comparison of {base}...{head}; the two commits share no history, or one of them is not in this repository"
+                    );
+                    return Err(GitHubError::Rejected { operation: OP, status: 404, message });
+                }
+                answer => answer?,
+            };
             Ok(json::<Comparison>(OP, &answer.body)?.merge_base_commit.sha)
         }
         .boxed()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -301,3 +302,19 @@ def test_the_cli_runs_the_same_preview_locally(world, run_cli, tmp_path):
     proc = run_cli(*[a if a != head else unbuilt for a in argv], env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["image"] == f"{world.step.image}:git-{unbuilt}"
+
+
+def test_a_base_without_common_history_is_named_as_such_not_as_a_permission(world):
+    # GitHub answers 404 to compare when the commits share no history; that is
+    # not the token's fault, and the error must not send the user to `permissions:`.
+    world.pull_request()
+    event = Path(world.step.env["GITHUB_EVENT_PATH"])
+    payload = json.loads(event.read_text())
+    payload["pull_request"]["base"]["sha"] = "f" * 40  # a commit the repository does not hold
+    event.write_text(json.dumps(payload))
+    r = world.step.run()
+    assert r.returncode != 0, r
+    run = one_check_run(world.step.github)
+    assert run["conclusion"] == "failure"
+    assert "share no history, or one of them is not in this repository" in run["output"]["summary"], run["output"]
+    assert "permissions:" not in run["output"]["summary"]
