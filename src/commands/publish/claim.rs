@@ -37,15 +37,14 @@
 use std::collections::BTreeMap;
 
 use crate::core::ident::{Digest, Repository};
-use crate::core::tag::Tag;
 use crate::core::manifest::{empty_config_descriptor, Manifest, EMPTY_CONFIG, MANIFEST_MEDIA_TYPE};
+use crate::core::tag::Tag;
 use crate::failure::Failure;
 use crate::registry::RegistryClient;
 
 pub const CLAIM_ARTIFACT_TYPE: &str = "application/vnd.release-capsule.claim.v1";
 /// The annotation that makes each run's mark unique.
 pub const CLAIM_ANNOTATION: &str = "vnd.release-capsule.claim";
-
 
 /// One run's mark in the register: a manifest of the empty config and one
 /// empty layer (how OCI 1.1 says to write an artifact without content), whose
@@ -98,8 +97,8 @@ mod tests {
 
     use super::*;
     use crate::cancel::Cancel;
-    use crate::core::tag::ManifestRef;
     use crate::commands::publish::tagging::{claim_tag as claim, Claim, TagWrite};
+    use crate::core::tag::ManifestRef;
     use crate::registry::memory::MemoryRegistry;
     use crate::registry::retry::Jitter;
     use crate::registry::{FetchedManifest, RegistryError};
@@ -150,7 +149,13 @@ mod tests {
             self.shuffle().await;
             self.inner.push_blob_file(repo, digest, path, offset, size).await
         }
-        async fn push_manifest(&self, repo: &Repository, reference: ManifestRef<'_>, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        async fn push_manifest(
+            &self,
+            repo: &Repository,
+            reference: ManifestRef<'_>,
+            media_type: &str,
+            bytes: &[u8],
+        ) -> Result<(), RegistryError> {
             self.shuffle().await;
             self.inner.push_manifest(repo, reference, media_type, bytes).await
         }
