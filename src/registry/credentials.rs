@@ -89,7 +89,7 @@ impl Credentials {
         let hosts = self.hosts().collect::<Vec<_>>().join(", ");
         Some(match &self.origin {
             Origin::Flags => format!(
-                "the login given goes to {hosts} only; if it is for {registry} too, add --registry-login-host {registry}                  (once per registry; REGISTRY_LOGIN_HOST takes a comma-separated list)"
+                "the login given goes to {hosts} only; if it is for {registry} too, add --registry-login-host {registry} (once per registry; REGISTRY_LOGIN_HOST takes a comma-separated list)"
             ),
             Origin::DockerConfig(path) => format!("registry config {path} has logins for {hosts} only; add an auths entry for {registry}"),
         })
@@ -149,8 +149,16 @@ impl Credentials {
                 (None, Some(username), Some(password)) => Login { username, password },
                 _ => return Err(bad("has neither auth nor username and password")),
             };
-            by_host.insert(host, login);
+            // Keys that differ only in form (`ghcr.io`, `https://ghcr.io/v2/`) or in a
+            // path (podman's `quay.io/org`) name one host, and one login goes to a
+            // host: two different ones are refused, not one picked by key order.
+            if let Some((other, _)) = by_host.get(&host).filter(|(_, l)| *l != login) {
+                let message = format!("names the registry host {host}, as auths.{other} does, with another login; keep one of the two");
+                return Err(bad(&message));
+            }
+            by_host.entry(host).or_insert((key.clone(), login));
         }
+        let by_host = by_host.into_iter().map(|(host, (_, login))| (host, login)).collect();
         let mut helpers: Vec<String> = config.creds_store.into_iter().map(|s| format!("credsStore {s}")).collect();
         helpers.extend(config.cred_helpers.into_iter().map(|(host, helper)| format!("credHelpers.{host} {helper}")));
         Ok((Self { by_host, origin: Origin::DockerConfig(path.to_owned()) }, helpers))
@@ -199,6 +207,21 @@ mod tests {
     }
 
     #[test]
+    fn two_logins_for_one_host_are_refused_rather_than_one_picked() {
+        let text = format!(
+            r#"{{"auths": {{"ghcr.io": {{"auth": "{}"}}, "https://ghcr.io/v2/": {{"auth": "{}"}}}}}}"#,
+            b64("a:first-secret"),
+            b64("b:second-secret")
+        );
+        let e = format!("{:#}", anyhow::Error::new(Credentials::parse_docker_config(&text, "config.json").unwrap_err()));
+        assert!(e.contains("auths.https://ghcr.io/v2/: names the registry host ghcr.io, as auths.ghcr.io does, with another login"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+        let same = format!(r#"{{"auths": {{"ghcr.io": {{"auth": "{0}"}}, "https://ghcr.io": {{"auth": "{0}"}}}}}}"#, b64("a:s"));
+        let (c, _) = Credentials::parse_docker_config(&same, "config.json").unwrap();
+        assert_eq!(c.hosts().collect::<Vec<_>>(), ["ghcr.io"], "the same login twice is one login");
+    }
+
+    #[test]
     fn bad_configs_name_the_entry_and_never_the_secret() {
         let cases = [
             ("{not json", "is not a Docker config.json"),
@@ -221,7 +244,7 @@ mod tests {
         assert_eq!(c.for_registry("ghcr.io").unwrap().password, "tok");
         assert!(c.for_registry("registry.example").is_none(), "another registry that asks gets nothing");
         let hint = c.missing_for("registry.example").unwrap();
-        assert!(hint.contains("--registry-login-host registry.example") && !hint.contains("tok"), "{hint}");
+        assert!(hint.contains("--registry-login-host registry.example (once per registry;") && !hint.contains("tok"), "{hint}");
         assert_eq!(c.missing_for("ghcr.io"), None);
         assert!(Credentials::from_flags(&RegistryCredentials::default()).is_empty());
         let (config, _) =

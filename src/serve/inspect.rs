@@ -249,6 +249,39 @@ mod tests {
         assert_eq!(used, CacheUse::Hit);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_inspects_itself_when_the_leader_gives_up() {
+        let cache = Arc::new(InspectionCache::new(8));
+        let (r, d) = (repo(), digest(1));
+        let slow = || async {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            Ok(inspection())
+        };
+        let leader = tokio::spawn({
+            let (cache, r, d) = (Arc::clone(&cache), r.clone(), d.clone());
+            async move { cache.get_or_inspect(&r, &d, slow).await.map(|(_, used)| used) }
+        });
+        tokio::task::yield_now().await; // the leader holds the cell
+        let aborted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = tokio::spawn({
+            let aborted = Arc::clone(&aborted);
+            async move {
+                let own = || async move {
+                    assert!(aborted.load(Ordering::SeqCst), "the waiter waited for the leader");
+                    Ok(unavailable())
+                };
+                let (inspection, used) = cache.get_or_inspect(&r, &d, own).await?;
+                Ok::<_, Failure>((inspection.checks.all_ok(), used, cache.len()))
+            }
+        });
+        tokio::task::yield_now().await;
+        aborted.store(true, Ordering::SeqCst);
+        leader.abort(); // its request timed out
+        let (verified, used, kept) = waiter.await.unwrap().unwrap();
+        assert!(!verified && used == CacheUse::Miss, "the waiter ran its own inspection, and got its own answer");
+        assert_eq!(kept, 0, "neither the abandoned inspection nor the absence was kept");
+    }
+
     #[tokio::test]
     async fn failures_are_not_kept_and_the_oldest_entry_leaves_first() {
         let cache = InspectionCache::new(2);

@@ -143,7 +143,12 @@ async fn download<C: RegistryClient>(
 
 /// Unpacks a downloaded layer by the rules of spec section 2; `None` after a
 /// failed check named `what`.
-async fn unpack_checked(archive: &Path, target: &Path, what: &str, checks: &mut Checks) -> Result<Option<Vec<UnpackedFile>>, Failure> {
+pub(super) async fn unpack_checked(
+    archive: &Path,
+    target: &Path,
+    what: &str,
+    checks: &mut Checks,
+) -> Result<Option<Vec<UnpackedFile>>, Failure> {
     let unreadable = {
         let path = archive.display().to_string();
         move |e: io::Error| Failure::failed(anyhow::Error::new(e).context(format!("{path}: cannot be read")))

@@ -326,6 +326,26 @@ async fn blocking_work_holds_the_lease_until_it_has_ended() {
     assert!(back.is_ok(), "given back once the work ended");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpack_whose_request_gave_up_stops_and_then_gives_its_permit_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("layer.tar.gz");
+    let files = 9_000;
+    fs::write(&layer, crate::core::unpack::tests::many_files(files)).unwrap();
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let permit = Arc::new(Arc::clone(&permits).acquire_owned().await.unwrap());
+    let tree = dir.path().join("tree");
+    let mut checks = Checks::default();
+    let unpack = fetch::unpack_checked(&layer, &tree, "layer archive", &mut checks);
+    // The request times out while the unpack runs on a blocking thread: its future is dropped.
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(1), holding(permit, unpack)).await;
+    assert!(gave_up.is_err(), "9,000 files are not written in a millisecond");
+    let back = tokio::time::timeout(std::time::Duration::from_secs(60), permits.acquire()).await;
+    assert!(back.is_ok(), "the permit came back once the unpack ended");
+    let written = fs::read_dir(tree.join("d")).map_or(0, |d| d.count());
+    assert!(written < files, "the unpack ran on after its request gave up: {written} of {files} files written");
+}
+
 #[test]
 fn layer_0_adds_exactly_its_own_entries_to_the_package() {
     // What the package walk's limit assumes (package::MAX_PACKAGE_ENTRIES).

@@ -17,9 +17,11 @@ template that uses anything else fails here loudly, which is the point: the
 stage file is the compatibility contract.
 
 What Kargo does with an answer (akuity/kargo pkg/promotion/runner/builtin/
-http_requester.go, the same from v1.3 to v1.11; the engine in
-pkg/promotion/local_orchestrator.go and pkg/controller/promotions), as
-``HttpStep.outcome`` tells it:
+http_requester.go; the engine in pkg/promotion/local_orchestrator.go and
+pkg/controller/promotions), as ``HttpStep.outcome`` tells it. With both
+expressions set, as the stages set them, this is the same from v1.3 to v1.11;
+with one or neither set it is v1.8's (before v1.8 the missing expression was
+the negation of the other, so nothing stayed Running):
 - failureExpression true (checked first): the step Fails with a terminal error,
   and the Promotion fails at once: no retry, whatever ``retry`` says;
 - else successExpression true: the step Succeeds;

@@ -128,6 +128,10 @@ def test_the_shipped_deployment_starts_and_stops_within_its_pods_grace_period(se
     args = pod["containers"][0]["args"]
     flags = dict(a.removeprefix("--").split("=", 1) for a in args[1:])
     assert int(flags["drain-seconds"]) < int(flags["shutdown-grace-seconds"]) < pod["terminationGracePeriodSeconds"], flags
+    # Each verification may hold 400 MiB in /tmp (two layers of 100 MiB and their trees): more is an eviction, not ENOSPC.
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    size_limit = {"Mi": 1 << 20, "Gi": 1 << 30}[tmp["emptyDir"]["sizeLimit"][-2:]] * int(tmp["emptyDir"]["sizeLimit"][:-2])
+    assert size_limit >= int(flags["max-concurrent"]) * 400 * (1 << 20), tmp
     config = tmp_path / ".dockerconfigjson"
     config.write_text('{"auths": {}}')
     local = [a for a in args[1:] if not a.startswith(("--listen=", "--registry-config="))]

@@ -279,4 +279,4 @@ fn kind_name(kind: tar::EntryType) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -146,7 +146,7 @@ fn unpacks_and_hashes() {
 }
 
 /// `d/` and `files` empty files under it.
-fn many_files(files: usize) -> Vec<u8> {
+pub(crate) fn many_files(files: usize) -> Vec<u8> {
     tgz(|b| {
         file(b, b"d/", b"", tar::EntryType::Directory);
         for i in 0..files {
