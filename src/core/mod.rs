@@ -8,6 +8,7 @@ pub mod ident;
 pub mod image_date;
 pub mod manifest;
 pub mod package;
+pub mod percent;
 pub mod provenance;
 pub mod quoted_yaml;
 pub mod reference;
