@@ -28,8 +28,9 @@ fn layers(architecture: &str) -> BTreeMap<String, u32> {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path();
         if path.is_dir() {
             rust_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
@@ -94,6 +95,7 @@ fn the_check_sees_an_upward_import() {
     let layers = layers(&format!("{BEGIN}\n| Layer | Modules |\n| --- | --- |\n| 0 | `core/` |\n| 3 | `registry/`, `github/` |\n{END}"));
     assert_eq!(layers["core"], 0);
     assert_eq!(layers["github"], 3);
-    let names = named_modules("use crate::commands::publish::X;\n// crate::action in a comment\nlet x = crate::core::percent::percent_encode(s);");
+    let names =
+        named_modules("use crate::commands::publish::X;\n// crate::action in a comment\nlet x = crate::core::percent::percent_encode(s);");
     assert_eq!(names, ["commands", "core"]);
 }
