@@ -11,7 +11,7 @@ each a process of its own against the git-backed fake GitHub, with faults
 injected into Git Data calls (tests/py/harness/git_faults.py) and another
 writer committing in between. Then git reads the repository back, and every
 run's answer is checked against it (tests/py/gitops_fault_run.py says what a
-wrong answer is). It prints the figures the README quotes.
+wrong answer is). It prints the figures docs/performance.md quotes.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ def tag_lookup_script(paths: list[str]) -> str:
     """GET, not HEAD: wrk waits for a body after a HEAD answer with a
     Content-Length, so HEAD cannot be measured with it. A GET of a small
     manifest costs the registry a little more than a HEAD, which lowers the
-    floor a little, in the service's favour; the README says so."""
+    floor a little, in the service's favour; docs/performance.md says so."""
     items = ", ".join(json.dumps(p) for p in paths)
     return (f"local paths = {{{items}}}\nlocal i = 0\n"
             "request = function()\n  i = i + 1\n"

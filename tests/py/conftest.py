@@ -62,7 +62,7 @@ def shared_dir(repo_root: Path) -> Path:
     if not (path / "github-api" / "operations.json").is_file():
         pytest.skip(
             f"shared material not found at {path} (expected ../shared beside the "
-            "checkout, with github-api/operations.json); see the project README"
+            "checkout, with github-api/operations.json); see docs/development.md"
         )
     return path
 

@@ -39,7 +39,7 @@ from verify_support import SHA, TAG
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # the image's SSL_CERT_FILE
 # The runner gives a cancelled step 7.5 s before SIGTERM; the tool promises to be
-# gone well within that (README, "Cancellation and re-runs").
+# gone well within that (docs/action.md, "Cancellation and re-runs").
 EXITS_WITHIN = 5.0
 
 

@@ -3,7 +3,7 @@ what counts as a wrong answer): twelve concurrent writers, faults on every
 kind of Git Data call, another writer in between. Every release and gate
 record ends up committed exactly once, nothing is lost, and every exit code
 tells the truth. bench/gitops_faults.py runs the same with more writers and
-prints the figures the README quotes."""
+prints the figures docs/performance.md quotes."""
 
 from __future__ import annotations
 
