@@ -30,6 +30,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::time::Instant;
 
 use super::debug;
+use super::timing::mandated;
 use crate::cancel::Cancel;
 use crate::core::ident::{Digest, Repository};
 use crate::failure::Failure;
@@ -87,7 +88,7 @@ where
     let tagging = format!("tagging {} {}", w.what, repo.with_tag(tag));
     cancel.check(&tagging)?;
     let started = Instant::now();
-    match registry.resolve(repo, tag).await.map_err(Failure::from)? {
+    match mandated("re-check", registry.resolve(repo, tag)).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest => {
             debug(&format!("{}: another run already tagged this very manifest", repo.with_tag(tag)));
             return Ok(Claim::Ours);
@@ -103,7 +104,7 @@ where
     cancel.check(&tagging)?;
     registry.push_manifest(repo, tag, w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
-    read_back(registry, repo, w.digest).await?;
+    mandated("read-back", read_back(registry, repo, w.digest)).await?;
     let settle = settle_delay(gap);
     debug(&format!("{}: re-check to PUT took {gap:?}; confirming the tag in {settle:?}", repo.with_tag(tag)));
     tokio::select! {
@@ -116,9 +117,9 @@ where
                 w.digest
             )));
         }
-        _ = tokio::time::sleep(settle) => {}
+        _ = mandated("settle", tokio::time::sleep(settle)) => {}
     }
-    match registry.resolve(repo, tag).await.map_err(Failure::from)? {
+    match mandated("confirm", registry.resolve(repo, tag)).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest => Ok(Claim::Ours),
         Some(now) => {
             if accept(now.clone()).await? {
