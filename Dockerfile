@@ -1,9 +1,11 @@
 # The release-capsule action image: one static binary on an empty base.
 #
-# GitHub builds this file on the runner for `runs: using: docker` / `image: Dockerfile`
-# (`docker build`, context = the action's directory, see .dockerignore) and runs it as
-#   docker run --workdir /github/workspace -v <workspace>:/github/workspace ... <image> action
-# The release workflow publishes the same image, multi-arch, to ghcr.io/<owner>/<repo>.
+# The one source of the image. The release workflow publishes it, multi-arch, to
+# ghcr.io/<owner>/<repo>, which action.yml runs (docker://); the e2e workflow builds it
+# for `uses: ./`; scripts/image builds it locally with buildah, whole or (--binary) as
+# this final stage around a local build. The runner runs it as
+#   docker run --workdir /github/workspace --rm -e ... -v <workspace>:/github/workspace ... <image> action
+# (tests/py/test_container.py runs it so under podman). Build context: see .dockerignore.
 #
 # Deliberately absent from the final stage:
 # - WORKDIR: the runner sets the working directory to /github/workspace itself, and
@@ -19,7 +21,8 @@
 
 ARG RUST_VERSION=1.95
 
-FROM rust:${RUST_VERSION}-bookworm AS build
+# Fully qualified: podman and buildah resolve no short names unless configured to.
+FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 
@@ -40,6 +43,37 @@ RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
     esac; \
     rustup target add "$target"; \
     echo "$target" > /rust-target
+
+# Helm and Kustomize for the pull-request preview (docs/preview.md), which renders as the
+# Kargo stages do: Helm v3.21.3, the release Kargo's helm-template step embeds
+# (helm.sh/helm/v3 in akuity/kargo's go.mod), and kustomize v5.7.1, the CLI built on the
+# kustomize API Kargo pins (sigs.k8s.io/kustomize/api v0.20.1). Each download is checked
+# against the sha256 its project publishes (Helm's release notes and .sha256sum files;
+# kustomize's checksums.txt) before anything of it is used. A new version needs new sums.
+# They wait in /opt/tools until scripts/rootfs puts them into /rootfs (below).
+RUN arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
+    helm_version=3.21.3; kustomize_version=5.7.1; \
+    case "$arch" in \
+      amd64) helm_sha256=15e041a93a590dce8100f39385cd98c84a765c9e36aeeb9e2dc6ff9e4769e2e0; \
+             kustomize_sha256=ea375e7372f9aa029129d4b2d16c66b7750b7f1213c4f66f910d981c895818d8 ;; \
+      arm64) helm_sha256=67f58155079ff9ffab98ba5c88daff0ed9b542f3a4732f5dd426dde7dd0f5244; \
+             kustomize_sha256=4261a040217df3bd6896597c3986d1465925726e4f22a945304b5233a4dcdbda ;; \
+      *) echo "unsupported architecture: $arch (supported: amd64, arm64)" >&2; exit 1 ;; \
+    esac; \
+    mkdir -p /tmp/tools /opt/tools; \
+    curl -fsSL --proto '=https' --retry 3 -o /tmp/tools/helm.tar.gz \
+      "https://get.helm.sh/helm-v${helm_version}-linux-${arch}.tar.gz"; \
+    echo "${helm_sha256}  /tmp/tools/helm.tar.gz" | sha256sum --check --strict -; \
+    tar -xzf /tmp/tools/helm.tar.gz -C /tmp/tools "linux-${arch}/helm"; \
+    install -m 0755 "/tmp/tools/linux-${arch}/helm" /opt/tools/helm; \
+    curl -fsSL --proto '=https' --retry 3 -o /tmp/tools/kustomize.tar.gz \
+      "https://github.com/kubernetes-sigs/kustomize/releases/download/kustomize%2Fv${kustomize_version}/kustomize_v${kustomize_version}_linux_${arch}.tar.gz"; \
+    echo "${kustomize_sha256}  /tmp/tools/kustomize.tar.gz" | sha256sum --check --strict -; \
+    tar -xzf /tmp/tools/kustomize.tar.gz -C /tmp/tools kustomize; \
+    install -m 0755 /tmp/tools/kustomize /opt/tools/kustomize; \
+    rm -rf /tmp/tools; \
+    /opt/tools/helm version --short; \
+    /opt/tools/kustomize version
 
 ENV CC_x86_64_unknown_linux_musl=musl-gcc \
     CC_aarch64_unknown_linux_musl=musl-gcc \
@@ -62,16 +96,24 @@ COPY src ./src
 RUN target="$(cat /rust-target)" \
  && touch src/main.rs src/lib.rs \
  && cargo build --release --locked --target "$target" \
- && mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp \
- && chmod 1777 /rootfs/tmp \
- && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ca-certificates.crt \
- && cp "target/$target/release/release-capsule" /rootfs/release-capsule \
+ && cp "target/$target/release/release-capsule" /release-capsule
+
+# /rootfs, everything the final stage holds, is laid out by scripts/rootfs and nothing
+# else: scripts/image --binary runs the same script on a local build and hands the tree
+# to this file's final stage (buildah bud --build-context build=<dir>), so a local
+# image and a published one cannot differ in layout. Helm and kustomize are options of
+# scripts/rootfs too (scripts/image --helm PATH --kustomize PATH).
+COPY scripts/rootfs /usr/local/bin/rootfs
+RUN rootfs /rootfs --binary /release-capsule --ca-bundle /etc/ssl/certs/ca-certificates.crt \
+      --helm /opt/tools/helm --kustomize /opt/tools/kustomize \
  && /rootfs/release-capsule --version
 
 FROM scratch
 
-# /release-capsule, the CA bundle for TLS to registries and the GitHub API, and an
-# empty world-writable /tmp (scratch has none; temporary files go to /tmp).
+# /release-capsule, the CA bundle for TLS to registries and the GitHub API, an empty
+# world-writable /tmp (scratch has none; temporary files go to /tmp), and helm and
+# kustomize in /usr/local/bin for the preview: the tree scripts/rootfs lays out, and
+# only it.
 COPY --from=build /rootfs/ /
 
 ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt

@@ -15,7 +15,10 @@ fresh repository, and counts:
 - failed runs that did not name the digest the tag holds (must be 0);
 - pairs that really raced: both runs PUT the tag (seen by a proxy in front of
   the registry), as opposed to one run finding the other's tag at its
-  re-check.
+  re-check;
+- for the same release: pairs where one run reported published=true (the run
+  whose own PUT made the tag, src/commands/publish/claim.rs), and pairs where
+  none did (both overlapped; never two: that would be a violation).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, Registry() as registry, FaultProxy(registry.host) as proxy:
         env = clean_env(Path(tmp) / "home")
         for kind in KINDS:
-            counts = {"pairs": 0, "runs": 0, "successes": 0, "both_pushed_the_tag": 0, "violations": 0}
+            counts = {"pairs": 0, "runs": 0, "successes": 0, "both_pushed_the_tag": 0, "violations": 0,
+                      "one_published": 0, "none_published": 0}
             details = []
             for i in range(args.pairs):
                 proxy.reset()
@@ -57,6 +61,8 @@ def main() -> int:
                 counts["runs"] += len(pair.runs)
                 counts["successes"] += pair.successes
                 counts["both_pushed_the_tag"] += len(tag_puts) >= 2
+                counts["one_published"] += pair.claimed("published") == 1
+                counts["none_published"] += pair.claimed("published") == 0
                 problems = pair.problems()
                 counts["violations"] += bool(problems)
                 details += [f"{kind} pair {i}: {p}" for p in problems]
@@ -64,10 +70,12 @@ def main() -> int:
             for d in details:
                 print("VIOLATION", d)
     print()
-    print("| kind | pairs | runs | runs that succeeded | pairs where both PUT the tag | pairs breaking the rule |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| kind | pairs | runs | runs that succeeded | pairs where both PUT the tag | pairs with one / no `published=true` "
+          "| pairs breaking the rule |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for kind, c in rows:
-        print(f"| {kind} | {c['pairs']} | {c['runs']} | {c['successes']} | {c['both_pushed_the_tag']} | {c['violations']} |")
+        print(f"| {kind} | {c['pairs']} | {c['runs']} | {c['successes']} | {c['both_pushed_the_tag']} "
+              f"| {c['one_published']} / {c['none_published']} | {c['violations']} |")
     return 1 if any(c["violations"] for _, c in rows) else 0
 
 

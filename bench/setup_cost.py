@@ -6,10 +6,12 @@ by hand:
 
     .venv/bin/python bench/setup_cost.py [--rounds 3]
 
-1. The image: a static release build (glibc with crt-static here; the Dockerfile's
-   musl target cannot be installed on these machines, and the two binaries are of
-   similar size), the CA bundle and /tmp, packed as the Dockerfile's final stage
-   would be: one gzip layer. Its compressed size is what a runner downloads.
+1. The image: the Dockerfile's final stage, built by `scripts/image --binary` (as
+   root, with podman's settings from scripts/bootstrap) around a static release
+   build (glibc with crt-static here; the Dockerfile's musl target cannot be
+   installed on these machines, and the two binaries are of similar size), copied
+   out of container storage with gzip layers as a registry serves them. Its
+   compressed size is what a runner downloads.
 2. Pulling it: `skopeo copy docker://… oci:…` from a local docker-registry, median
    of --rounds (loopback: this is the floor; a runner pulling from GHCR adds
    network time for the compressed size above).
@@ -23,23 +25,22 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
-import io
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "py"))
 
+from harness.container import Podman  # noqa: E402
 from harness.registry import Registry  # noqa: E402
+from image_layouts import from_container_storage  # noqa: E402
 
 MiB = 1024 * 1024
 
@@ -56,40 +57,18 @@ def static_release_build() -> Path:
     return ROOT / "target" / triple / "release" / "release-capsule"
 
 
-def digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def image_layout(binary: Path, dest: Path) -> tuple[int, int]:
-    """The final stage as an OCI layout; (compressed layer size, uncompressed size)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
-        for name, path, mode in (("release-capsule", binary, 0o755),
-                                 ("etc/ssl/certs/ca-certificates.crt", Path("/etc/ssl/certs/ca-certificates.crt"), 0o644)):
-            data = path.read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), mode
-            t.addfile(info, io.BytesIO(data))
-        tmp = tarfile.TarInfo("tmp")
-        tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
-        t.addfile(tmp)
-    raw = buf.getvalue()
-    layer = gzip.compress(raw, compresslevel=6, mtime=0)
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "config": {"Entrypoint": ["/release-capsule"], "Env": ["SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"]},
-                         "rootfs": {"type": "layers", "diff_ids": [digest(raw)]}}).encode()
-    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config), "size": len(config)},
-                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(layer), "size": len(layer)}]}).encode()
-    blobs = dest / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    for data in (layer, config, manifest):
-        (blobs / digest(data).split(":")[1]).write_bytes(data)
-    (dest / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-    (dest / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(manifest), "size": len(manifest),
-         "annotations": {"org.opencontainers.image.ref.name": "v0"}}]}))
-    return len(layer), len(raw)
+    """The action image, from the Dockerfile (scripts/image --binary), as an OCI
+    layout at ``dest`` tagged ``image``; (compressed size, uncompressed size)."""
+    podman = Podman()
+    tag = f"localhost/release-capsule-bench:{uuid.uuid4().hex[:8]}"
+    podman.build(tag, binary)
+    try:
+        manifest, _, layers = from_container_storage(tag, dest, podman.env)
+    finally:
+        podman.remove_image(tag)
+    return (sum(layer["size"] for layer in manifest["layers"]),
+            sum(len(gzip.decompress(path.read_bytes())) for path in layers))
 
 
 def skopeo(*args: str, home: Path) -> None:
@@ -105,12 +84,12 @@ def main() -> int:
         tmp = Path(tmp)
         compressed, uncompressed = image_layout(binary, tmp / "layout")
         ref = f"docker://{registry.host}/code-dot-org/release-capsule:v0"
-        skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp / 'layout'}:v0", ref, home=tmp)
+        skopeo("copy", "--dest-tls-verify=false", f"oci:{tmp / 'layout'}:image", ref, home=tmp)
         pulls = []
         for i in range(args.rounds):
             out = tmp / f"pulled-{i}"
             start = time.perf_counter()
-            skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:v0", home=tmp)
+            skopeo("copy", "--src-tls-verify=false", ref, f"oci:{out}:image", home=tmp)
             pulls.append(time.perf_counter() - start)
             shutil.rmtree(out)
         target = tmp / "cold-target"

@@ -35,6 +35,66 @@ pub enum Command {
     ExportFreight(ExportFreightArgs),
     /// Write a legacy-gitflow gate record (merged/git-<sha>.yaml and current.yaml) in one commit.
     RecordGate(RecordGateArgs),
+    /// Preview what a change does to each environment: render the package as the
+    /// stages do and compare with the base capsule and with what runs now.
+    Preview(PreviewArgs),
+}
+
+/// The pull-request preview, run locally. GITHUB_TOKEN reads the app
+/// repository (its merge base), GITOPS_TOKEN (else GITHUB_TOKEN) the GitOps
+/// repository; GITHUB_API_URL says where GitHub is.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The preview configuration (schemaVersion: release-capsule-preview/v1).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The chart (or kustomize) directory of the change.
+    #[arg(long)]
+    pub package_path: PathBuf,
+    /// helm or kustomize.
+    #[arg(long, default_value = "helm")]
+    pub package_kind: String,
+    /// The full 40-hex commit of the change (its image is <image>:git-<sha>).
+    #[arg(long)]
+    pub sha: String,
+    /// The app image repository, without tag (e.g. ghcr.io/my-org/my-app).
+    #[arg(long)]
+    pub image: String,
+    /// The digest of <image>:git-<sha>, which the renders set the image by, as the
+    /// stage does; without it, it is looked up in the registry, and the image is
+    /// set by tag only when <image>:git-<sha> is not there.
+    #[arg(long)]
+    pub image_digest: Option<String>,
+    /// Where the capsules are [default: <image>-release-capsule].
+    #[arg(long)]
+    pub capsule_repository: Option<String>,
+    /// The app repository on GitHub, owner/name [default: $GITHUB_REPOSITORY].
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// What the change will merge into (a branch, tag or commit): its merge base
+    /// with --sha is the release compared against.
+    #[arg(long, default_value = "main")]
+    pub base: String,
+    /// The helm program [default: $RELEASE_CAPSULE_HELM, else helm on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub helm: Option<PathBuf>,
+    /// The kustomize program [default: $RELEASE_CAPSULE_KUSTOMIZE, else kustomize on PATH].
+    #[arg(long, value_name = "PATH")]
+    pub kustomize: Option<PathBuf>,
+    /// Where the complete diff goes, one <environment>.diff per environment.
+    #[arg(long, default_value = "./release-capsule-preview")]
+    pub output: PathBuf,
+    /// Also require the base capsule to carry a valid cosign signature by this key.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
+    /// Seconds one render may take.
+    #[arg(long, default_value_t = 120)]
+    pub timeout_seconds: u64,
+    #[command(flatten)]
+    pub auth: RegistryAuthArgs,
+    /// Print one JSON object on stdout instead of the Markdown report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where GitOps records go. The token comes from GITOPS_TOKEN, the API from
@@ -93,7 +153,8 @@ pub struct RecordGateArgs {
     /// The gate directory in the GitOps repository (e.g. warehouses/my-app/legacy-gitflow).
     #[arg(long)]
     pub gate_path: String,
-    /// When it was pushed, RFC 3339 [default: now]. Kept from the first record for this commit.
+    /// When it was pushed, RFC 3339 [default: now]; give the push's own time, so that a re-run is a no-op.
+    /// merged/ keeps the first record's; current.yaml takes it only when it is later than the push it names.
     #[arg(long)]
     pub merged_at: Option<String>,
     #[command(flatten)]
@@ -201,6 +262,11 @@ pub struct RegistryAuthArgs {
     /// Registry password or token [env: REGISTRY_PASSWORD]. A token may start with '-'.
     #[arg(long, allow_hyphen_values = true)]
     pub registry_password: Option<String>,
+    /// The registry the login is for, e.g. ghcr.io (repeatable) [env:
+    /// REGISTRY_LOGIN_HOST, comma-separated]. The login goes to these hosts
+    /// and no other [default: the capsule repository's registry].
+    #[arg(long, value_name = "HOST")]
+    pub registry_login_host: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -267,12 +333,18 @@ pub struct ServeArgs {
     /// Verified capsules remembered by digest (0: no cache).
     #[arg(long, default_value_t = 1024)]
     pub cache_entries: usize,
-    /// After SIGTERM, how long requests in flight may still take, in seconds.
+    /// At most this long from SIGTERM to exit, in seconds: the drain, then
+    /// the requests in flight (cut off at this bound). Keep it below the pod's
+    /// terminationGracePeriodSeconds.
     #[arg(long, default_value_t = 25)]
     pub shutdown_grace_seconds: u64,
     /// Also require a valid cosign signature by this public key (cosign.pub).
     #[arg(long, value_name = "FILE")]
     pub public_key: Option<PathBuf>,
+    /// After SIGTERM, keep serving /verify this long, in seconds, while
+    /// /readyz answers 503 (so Kubernetes routes no new requests here first).
+    #[arg(long, default_value_t = 5)]
+    pub drain_seconds: u64,
 }
 
 #[cfg(test)]

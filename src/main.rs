@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::PublicKey(args) => commands::public_key::run(args, &process_env),
         Command::ExportFreight(args) => commands::gitops::export::run(args, &process_env),
         Command::RecordGate(args) => commands::gitops::gate::run(args, &process_env),
+        Command::Preview(args) => commands::preview::run(args, &process_env),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

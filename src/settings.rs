@@ -212,11 +212,16 @@ pub fn read_optional(flag: &'static str, path: Option<&Path>) -> Result<Option<c
 }
 
 /// Registry credentials: flags first, then `REGISTRY_USERNAME` / `REGISTRY_PASSWORD`.
-/// Anonymous when neither is set.
+/// Anonymous when neither is set. The login goes only to the registry hosts
+/// in `hosts`, never to another registry that asks for one.
 #[derive(Clone, Default)]
 pub struct RegistryCredentials {
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `--registry-login-host` (or `REGISTRY_LOGIN_HOST`, comma-separated)
+    /// when given, else the registry of the capsule repository the command
+    /// works on: the one registry every command must log in to.
+    pub hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for RegistryCredentials {
@@ -225,16 +230,37 @@ impl std::fmt::Debug for RegistryCredentials {
         f.debug_struct("RegistryCredentials")
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("hosts", &self.hosts)
             .finish()
     }
 }
 
 impl RegistryCredentials {
-    pub fn resolve(args: &crate::cli::RegistryAuthArgs, env: Env) -> Self {
-        Self {
+    /// The login of the flags (or environment), for `capsule`'s registry
+    /// unless `--registry-login-host` names the registries.
+    pub fn resolve(args: &crate::cli::RegistryAuthArgs, env: Env, capsule: &Repository) -> Result<Self, SettingsError> {
+        let named: Vec<String> = if args.registry_login_host.is_empty() {
+            env("REGISTRY_LOGIN_HOST")
+                .map(|v| v.split(',').map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect())
+                .unwrap_or_default()
+        } else {
+            args.registry_login_host.iter().map(|h| h.trim().to_owned()).collect()
+        };
+        for host in &named {
+            let ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+            if !ok {
+                return Err(SettingsError::Invalid {
+                    flag: "--registry-login-host",
+                    value: host.clone(),
+                    hint: "give a registry host, such as ghcr.io or 127.0.0.1:5000, without a scheme or path",
+                });
+            }
+        }
+        Ok(Self {
             username: args.registry_username.clone().or_else(|| env("REGISTRY_USERNAME")),
             password: args.registry_password.clone().or_else(|| env("REGISTRY_PASSWORD")),
-        }
+            hosts: if named.is_empty() { vec![capsule.registry().to_owned()] } else { named },
+        })
     }
 }
 
@@ -254,9 +280,10 @@ pub struct PublishSettings {
 
 impl PublishSettings {
     pub fn resolve(args: &crate::cli::PublishArgs, env: Env) -> Result<Self, SettingsError> {
+        let capsule = CapsuleSettings::resolve(&args.capsule, env)?;
         Ok(Self {
-            capsule: CapsuleSettings::resolve(&args.capsule, env)?,
-            credentials: RegistryCredentials::resolve(&args.auth, env),
+            credentials: RegistryCredentials::resolve(&args.auth, env, &capsule.capsule)?,
+            capsule,
             image_layout: args.image_layout.clone(),
             on_conflict: args.on_conflict,
             dry_run: args.dry_run,
@@ -306,13 +333,14 @@ impl VerifySettings {
                 hint: "expected <repository>:git-<40-hex sha>, the tag that names the release; pass a digest with --image-digest",
             });
         }
+        let capsule = reference("--capsule", &args.capsule)?;
         Ok(Self {
-            capsule: reference("--capsule", &args.capsule)?,
+            credentials: RegistryCredentials::resolve(&args.auth, env, &capsule.repo)?,
+            capsule,
             image,
             image_digest: args.image_digest.as_deref().map(|d| parse("--image-digest", d)).transpose()?,
             output: args.output.clone(),
             public_key: args.public_key.as_deref().map(|p| public_key_file("--public-key", p)).transpose()?,
-            credentials: RegistryCredentials::resolve(&args.auth, env),
             json: args.json,
         })
     }
@@ -329,10 +357,11 @@ pub struct PullSettings {
 
 impl PullSettings {
     pub fn resolve(args: &crate::cli::PullArgs, env: Env) -> Result<Self, SettingsError> {
+        let capsule = reference("--capsule", &args.capsule)?;
         Ok(Self {
-            capsule: reference("--capsule", &args.capsule)?,
+            credentials: RegistryCredentials::resolve(&args.auth, env, &capsule.repo)?,
+            capsule,
             output: args.output.clone(),
-            credentials: RegistryCredentials::resolve(&args.auth, env),
             json: args.json,
         })
     }

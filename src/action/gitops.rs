@@ -44,7 +44,9 @@ pub async fn record_after_publish(
         return None;
     }
     log.group(&format!("Record git-{} in {}", s.sha().short(), plan.target.repository));
-    let written = cancel.guard("writing the GitOps records", record(s, plan, o, notify)).await;
+    // The writer stops at a cancellation itself, before the branch moves
+    // (an update already sent is waited for, so that the outcome is true).
+    let written = record(s, plan, o, notify, cancel).await;
     log.end_group();
     match &written {
         Ok(w) => {
@@ -58,14 +60,15 @@ pub async fn record_after_publish(
     Some(written)
 }
 
-async fn record(s: &ActionSettings, plan: &GitOpsPlan, o: &PublishOutcome, notify: Notify) -> Result<Written, Failure> {
+async fn record(s: &ActionSettings, plan: &GitOpsPlan, o: &PublishOutcome, notify: Notify, cancel: &Cancel) -> Result<Written, Failure> {
     let sha = s.sha();
     let mut records = Vec::new();
     if let Some(dir) = &plan.freight {
         let digest = o.report.digest.parse().map_err(|e| Failure::failed(anyhow::Error::new(e).context("the published digest")))?;
-        let capsule = Reference { repo: s.publish.capsule.capsule.clone(), tag: Some(sha.tag()), digest: Some(digest) };
+        let capsule =
+            Reference { repo: s.publish.capsule.capsule.clone(), tag: Some(crate::core::tag::Tag::from(sha)), digest: Some(digest) };
         let client = crate::commands::pull::connect(&s.publish.credentials)?;
-        let release = freight_from_capsule(&client, &capsule, None).await?;
+        let release = cancel.guard("verifying the capsule for the GitOps records", freight_from_capsule(&client, &capsule, None)).await?;
         let overwrite = s.publish.on_conflict == OnConflict::Overwrite;
         records.push(Record::Freight(FreightExport { dir: dir.clone(), release, overwrite, force_current: false }));
     }
@@ -77,5 +80,5 @@ async fn record(s: &ActionSettings, plan: &GitOpsPlan, o: &PublishOutcome, notif
         let record = GateRecord { revision: sha.clone(), merged_at };
         records.push(Record::Gate(GateWrite { dir: gate.dir.clone(), branch: gate.branch.clone(), record }));
     }
-    crate::commands::gitops::write(&plan.target, &records, notify).await
+    crate::commands::gitops::write(&plan.target, &records, notify, cancel).await
 }

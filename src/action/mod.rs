@@ -7,6 +7,7 @@
 
 pub mod gitops;
 pub mod outputs;
+pub mod preview;
 pub mod problems;
 pub mod reporting;
 pub mod settings;
@@ -146,23 +147,29 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
 
     let records = gitops::record_after_publish(s, &result, &mut log, cancel, notify.clone()).await;
     let records_view = records.as_ref().map(Result::as_ref);
+    let preview = preview::preview_after_publish(s, &result, &mut log, cancel, notify.clone()).await;
 
     let mut step_failure = None;
     if let Some(path) = &s.output_file {
-        if let Err(e) = outputs::append(path, &verdict::outputs(outcome, records_view)) {
+        let all = [verdict::outputs(outcome, records_view), preview::outputs(s, &preview)].concat();
+        if let Err(e) = outputs::append(path, &all) {
             step_failure = Some(Failure::failed(e));
         }
     } else {
         log.debug("GITHUB_OUTPUT is not set: no step outputs");
     }
 
-    let mut markdown = summary::markdown(s, outcome, &problems) + &summary::records_markdown(records_view, &s.gitops_notes);
-    let annotations: Vec<_> = problems.iter().map(problems::Problem::check_annotation).collect();
+    let publish_markdown = summary::markdown(s, outcome, &problems) + &summary::records_markdown(records_view, &s.gitops_notes);
+    let (mut markdown, text, mut job_markdown) = summary::with_preview(publish_markdown, &preview, &preview::shown_path(s));
+    reporter.set_text(text);
+    let annotations: Vec<_> =
+        problems.iter().chain(preview::problem(s, &preview).as_ref()).map(problems::Problem::check_annotation).collect();
+    let verdict_now = || verdict::with_preview(verdict::verdict(s, outcome, records_view), &preview);
     if cancel.is_cancelled() {
         // Cancelled before or during publish: conclude at once, within the deadline.
-        finish_within_deadline(&mut reporter, &verdict::verdict(s, outcome, records_view), &markdown, &annotations).await;
+        finish_within_deadline(&mut reporter, &verdict_now(), &markdown, &annotations).await;
     } else {
-        let verdict = verdict::verdict(s, outcome, records_view);
+        let verdict = verdict_now();
         let finished = cancel.guard("reporting", async {
             reporter.finish(&verdict, &markdown, &annotations, &crate::clock::now_rfc3339()).await;
             Ok(())
@@ -175,7 +182,9 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
                 Err(_) => verdict::headline(&stopped),
             };
             log.error("release-capsule: cancelled", &why);
-            markdown.push_str(&format!("\n> [!WARNING]\n> {why}\n"));
+            let warning = format!("\n> [!WARNING]\n> {why}\n");
+            markdown.push_str(&warning);
+            job_markdown.push_str(&warning);
             finish_within_deadline(&mut reporter, &verdict::cancelled(s, &why), &markdown, &[]).await;
             step_failure.get_or_insert(stopped);
         }
@@ -183,13 +192,16 @@ async fn run_step(s: &ActionSettings, mut log: Log<Stdout>, cancel: &Cancel) -> 
     for note in reporter.notes() {
         log.warning("release-capsule: reporting", note);
     }
-    let summary_text = markdown + &summary::notes_markdown(reporter.notes());
+    let summary_text = job_markdown + &summary::notes_markdown(reporter.notes());
     if let Err(f) = append_summary(&mut log, s.summary_file.as_ref(), &summary_text) {
         step_failure.get_or_insert(f);
     }
 
     result?;
     if let Some(Err(f)) = records {
+        return Err(f);
+    }
+    if let preview::PreviewStep::Failed(f) = preview {
         return Err(f);
     }
     step_failure.map_or(Ok(()), Err)

@@ -21,12 +21,23 @@ pub struct Reporter<'a> {
     check_off: bool,
     status_off: bool,
     notes: Vec<String>,
+    /// The check run's `output.text`: what did not fit in its summary.
+    text: Option<String>,
 }
 
 impl<'a> Reporter<'a> {
     /// `api` is `None` when there is nothing to report with (no token).
     pub fn new(api: Option<&'a dyn ChecksApi>, gh: &'a GitHubSettings, sha: &'a GitSha) -> Self {
-        let mut r = Self { api, gh, sha, check_run: None, check_off: !gh.report.check, status_off: !gh.report.status, notes: Vec::new() };
+        let mut r = Self {
+            api,
+            gh,
+            sha,
+            check_run: None,
+            check_off: !gh.report.check,
+            status_off: !gh.report.status,
+            notes: Vec::new(),
+            text: None,
+        };
         if api.is_none() && (gh.report.check || gh.report.status) {
             r.notes.push("no github-token: the result is not reported as a check run or commit status".into());
             r.check_off = true;
@@ -38,6 +49,11 @@ impl<'a> Reporter<'a> {
     /// Warnings about reporting itself, for the log and the job summary.
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// Sets the check run's `output.text` (cut to GitHub's limit).
+    pub fn set_text(&mut self, text: Option<String>) {
+        self.text = text.map(|t| truncate_chars(&t, MAX_OUTPUT_TEXT));
     }
 
     pub fn check_run_id(&self) -> Option<u64> {
@@ -67,6 +83,7 @@ impl<'a> Reporter<'a> {
                 output: CheckOutput {
                     title: format!("Building release capsule git-{}", self.sha.short()),
                     summary: "The release capsule is being built and published.".into(),
+                    text: None,
                     annotations: Vec::new(),
                 },
             };
@@ -94,8 +111,13 @@ impl<'a> Reporter<'a> {
         let Some(api) = self.api else { return };
         if let (Some(id), false) = (self.check_run, self.check_off) {
             let summary = truncate_chars(summary, MAX_OUTPUT_TEXT);
-            let output =
-                |annotations: Vec<CheckAnnotation>| CheckOutput { title: verdict.title.clone(), summary: summary.clone(), annotations };
+            let text = self.text.clone();
+            let output = |annotations: Vec<CheckAnnotation>| CheckOutput {
+                title: verdict.title.clone(),
+                summary: summary.clone(),
+                text: text.clone(),
+                annotations,
+            };
             // Annotations go first, while the run is in progress: those updates
             // cannot be re-sent (annotations accumulate), and the completing
             // update, which carries none, then can be, so the run never stays

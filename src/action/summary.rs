@@ -2,31 +2,13 @@
 //! run's summary. A pure function of the publish result.
 
 use crate::failure::FailureKind;
+use crate::markdown::{block, cell, code};
 use crate::report::human_size;
 
+use super::preview::PreviewStep;
 use super::problems::Problem;
 use super::settings::ActionSettings;
 use super::verdict::{Outcome, Records};
-
-/// `text` as inline code, with a fence longer than any backtick run inside.
-fn code(text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest + 1);
-    let pad = if text.starts_with('`') || text.ends_with('`') { " " } else { "" };
-    format!("{fence}{pad}{text}{pad}{fence}")
-}
-
-/// A fenced block that `text` cannot close early.
-fn block(lang: &str, text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    let fence = "`".repeat(longest.max(2) + 1);
-    format!("{fence}{lang}\n{}\n{fence}\n", text.trim_end())
-}
-
-/// Table cells may not hold `|` or newlines.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
 
 /// The Kargo Warehouse and Stage snippets that consume this capsule.
 fn kargo_hint(image: &str, capsule: &str) -> String {
@@ -158,6 +140,28 @@ pub fn records_markdown(records: Records, notes: &[String]) -> String {
     md
 }
 
+/// The step's Markdown with the preview's: (the check run's summary, its
+/// text, the job summary). The preview's table leads both summaries; its
+/// objects' sections go to the check run only.
+pub fn with_preview(publish: String, preview: &PreviewStep, files_shown: &str) -> (String, Option<String>, String) {
+    match preview {
+        PreviewStep::Off => (publish.clone(), None, publish),
+        PreviewStep::Skipped(line) => {
+            let md = format!("{publish}\n> [!NOTE]\n> {}\n", cell(line));
+            (md.clone(), None, md)
+        }
+        PreviewStep::Done(r) => {
+            let (summary, text) = crate::preview::report::check_output(r, &publish, files_shown);
+            (summary, text, format!("{}\n{publish}", crate::preview::report::job_summary(r, files_shown)))
+        }
+        PreviewStep::Failed(f) => {
+            let what = if f.kind == FailureKind::Cancelled { "cancelled" } else { "failed" };
+            let md = format!("{publish}\n### Preview {what}\n\n{}", block("text", &format!("{:#}", f.error)));
+            (md.clone(), None, md)
+        }
+    }
+}
+
 /// Notes about reporting (a read-only token...), appended to the job summary.
 pub fn notes_markdown(notes: &[String]) -> String {
     notes.iter().map(|n| format!("\n> [!WARNING]\n> {}\n", cell(n))).collect()
@@ -211,11 +215,5 @@ mod tests {
         let f = Failure::cancelled(anyhow::anyhow!("cancelled by SIGTERM before uploading the capsule's blobs"));
         let md = markdown(&s, Err(&f), &[]);
         assert!(md.starts_with("### Release capsule `git-ec26c3e57ca3a959ca5aad62de7213c562f8c821` cancelled"), "{md}");
-    }
-
-    #[test]
-    fn inline_code_survives_backticks() {
-        assert_eq!(code("a`b"), "``a`b``");
-        assert_eq!(code("`x"), "`` `x ``");
     }
 }

@@ -7,6 +7,7 @@ use crate::failure::{Failure, FailureKind};
 use crate::github::{truncate_chars, Conclusion, StatusState, MAX_STATUS_DESCRIPTION};
 use crate::gitops::Written;
 
+use super::preview::PreviewStep;
 use super::settings::ActionSettings;
 
 /// The publish result as the step reports it.
@@ -110,6 +111,28 @@ fn publish_verdict(s: &ActionSettings, outcome: Outcome) -> Verdict {
 pub fn cancelled(s: &ActionSettings, why: &str) -> Verdict {
     let tag = short_tag(s);
     make(Conclusion::Cancelled, StatusState::Error, format!("Cancelled: {why}"), format!("{tag} cancelled: {why}"))
+}
+
+/// The verdict with the preview's: a preview that failed fails the check
+/// (a template that does not render, a base that does not verify); one that
+/// ran says so in the title.
+pub fn with_preview(v: Verdict, preview: &PreviewStep) -> Verdict {
+    match preview {
+        PreviewStep::Off => v,
+        PreviewStep::Skipped(_) => make(v.conclusion, v.state, format!("{}; preview skipped", v.title), v.description),
+        PreviewStep::Done(r) => {
+            let said = match r.changing() {
+                0 => "preview: no changes".to_owned(),
+                n => format!("preview: {n} of {} environments change", r.environments.len()),
+            };
+            make(v.conclusion, v.state, format!("{}; {said}", v.title), v.description)
+        }
+        PreviewStep::Failed(f) if f.kind == FailureKind::Cancelled => v,
+        PreviewStep::Failed(f) => {
+            let why = headline(f);
+            make(Conclusion::Failure, StatusState::Failure, format!("Preview failed: {why}"), format!("preview failed: {why}"))
+        }
+    }
 }
 
 /// The step outputs, in action.yml's order.

@@ -55,8 +55,30 @@ pub fn connect(credentials: &RegistryCredentials) -> Result<OciRegistry, Failure
 
 pub fn run(args: &PullArgs, env: Env) -> Result<(), Failure> {
     let s = PullSettings::resolve(args, env).or_fail(FailureKind::Input)?;
-    super::block_on(async {
-        let client = connect(&s.credentials)?;
-        execute(&s, &client).await
-    })
+    let s = &s;
+    let result = super::block_on_with_signals(|cancel| async move {
+        let pulling = format!("pulling {}", s.capsule);
+        cancel
+            .guard(&pulling, async {
+                let client = connect(&s.credentials)?;
+                execute(s, &client).await
+            })
+            .await
+    });
+    cleaned_up_after_cancel(result, Some(&s.output))
+}
+
+/// After a cancellation, `output` is as it was: the tree is staged beside it
+/// and only moved in once complete, and the staging directory is removed when
+/// the flow is dropped. An unpack that was still running then (it runs on a
+/// blocking thread, which the runtime waited for) may have written into it
+/// again: removed here, once nothing runs any more.
+pub fn cleaned_up_after_cancel(result: Result<(), Failure>, output: Option<&std::path::Path>) -> Result<(), Failure> {
+    if let (Err(f), Some(output)) = (&result, output) {
+        if f.kind == FailureKind::Cancelled {
+            // staging_dir removes a leftover staging directory of this process.
+            let _ = crate::layout::staging_dir(output);
+        }
+    }
+    result
 }

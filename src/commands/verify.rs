@@ -83,8 +83,15 @@ pub async fn execute<C: RegistryClient>(s: &VerifySettings, client: &C) -> Resul
 
 pub fn run(args: &VerifyArgs, env: Env) -> Result<(), Failure> {
     let s = VerifySettings::resolve(args, env).or_fail(FailureKind::Input)?;
-    super::block_on(async {
-        let client = super::pull::connect(&s.credentials)?;
-        execute(&s, &client).await
-    })
+    let s = &s;
+    let result = super::block_on_with_signals(|cancel| async move {
+        let verifying = format!("verifying {}", s.capsule);
+        cancel
+            .guard(&verifying, async {
+                let client = super::pull::connect(&s.credentials)?;
+                execute(s, &client).await
+            })
+            .await
+    });
+    super::pull::cleaned_up_after_cancel(result, s.output.as_deref())
 }

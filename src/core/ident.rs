@@ -30,9 +30,10 @@ impl GitSha {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    /// The tag that names this release in every repository: `git-<sha>`.
+    /// The tag that names this release in every repository: `git-<sha>`
+    /// (as a [`super::tag::Tag`], `Tag::from(&sha)`).
     pub fn tag(&self) -> String {
-        format!("git-{}", self.0)
+        super::tag::Tag::from(self).to_string()
     }
     pub fn short(&self) -> &str {
         &self.0[..7]
@@ -178,6 +179,30 @@ fn valid_path_component(c: &str) -> bool {
     true
 }
 
+/// `host[:port]` by the distribution grammar: domain components of letters,
+/// digits and inner hyphens, or an IPv6 address in brackets; a numeric port.
+fn valid_registry(registry: &str) -> bool {
+    let (host, port) = match registry.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip, after)) => {
+                let ok = !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+                if !ok {
+                    return false;
+                }
+                (None, after.strip_prefix(':').or(if after.is_empty() { None } else { Some("") }))
+            }
+            None => return false,
+        },
+        None => match registry.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(registry), None),
+        },
+    };
+    let component =
+        |c: &str| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !c.starts_with('-') && !c.ends_with('-');
+    host.is_none_or(|h| h.split('.').all(component)) && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl FromStr for Repository {
     type Err = IdentError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -199,9 +224,11 @@ impl FromStr for Repository {
         if !path.split('/').all(valid_path_component) {
             return Err(err("path components may hold only a-z, 0-9 and single '.', '_', '__' or '-' separators"));
         }
-        let host_ok = registry.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-        if !host_ok {
-            return Err(err("the registry host holds characters that are not allowed"));
+        if !valid_registry(registry) {
+            return Err(err("the registry must be a host name or address, with an optional numeric port (host[:port])"));
+        }
+        if s.len() > 255 {
+            return Err(err("a repository name has at most 255 characters"));
         }
         Ok(Self { registry: registry.to_owned(), path: path.to_owned() })
     }
@@ -273,11 +300,31 @@ mod tests {
         assert_eq!(Repository::default_capsule_for(&r).to_string(), "ghcr.io/code-dot-org/code-dot-org-release-capsule");
         assert!("127.0.0.1:5000/a/b".parse::<Repository>().is_ok());
         assert!("localhost:5000/a__b/c.d-e".parse::<Repository>().is_ok());
-        for bad in
-            ["ghcr.io/Code-Dot-Org/app", "app", "library/app", "ghcr.io/a/b:tag", "ghcr.io/a/b@sha256:00", "ghcr.io/a/-b", "ghcr.io/a/b..c"]
-        {
+        assert!("[::1]:5000/a/b".parse::<Repository>().is_ok());
+        assert!("my-registry.example.com:443/a/b".parse::<Repository>().is_ok());
+        for bad in [
+            "ghcr.io/Code-Dot-Org/app",
+            "app",
+            "library/app",
+            "ghcr.io/a/b:tag",
+            "ghcr.io/a/b@sha256:00",
+            "ghcr.io/a/-b",
+            "ghcr.io/a/b..c",
+            "ghcr.io/a/../b",
+            "ghcr.io/a/%2e%2e/b",
+            "ghcr.io/a/b?x=1",
+            "ghcr.io/a/b#x",
+            "ghcr.io:abc/a/b",
+            "ghcr.io:/a/b",
+            "gh..io/a/b",
+            "-ghcr.io/a/b",
+            "[::1/a/b",
+            "[::1]x/a/b",
+            "127.0.0.1:5000:1/a/b",
+        ] {
             assert!(bad.parse::<Repository>().is_err(), "{bad}");
         }
+        assert!(format!("ghcr.io/{}", "a".repeat(250)).parse::<Repository>().is_err(), "over 255 characters");
     }
 
     #[test]

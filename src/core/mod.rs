@@ -15,6 +15,7 @@ pub mod quoted_yaml;
 pub mod reference;
 pub mod release;
 pub mod sbom;
+pub mod tag;
 pub mod timestamp;
 pub mod unpack;
 pub mod verify;

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::ident::{Digest, IdentError, Repository};
+use super::tag::{Tag, TagError};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ReferenceError {
@@ -17,22 +18,19 @@ pub enum ReferenceError {
         #[source]
         source: IdentError,
     },
+    #[error("invalid reference {value:?}: {source}")]
+    Tag {
+        value: String,
+        #[source]
+        source: TagError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
     pub repo: Repository,
-    pub tag: Option<String>,
+    pub tag: Option<Tag>,
     pub digest: Option<Digest>,
-}
-
-/// OCI distribution tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-fn valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 impl FromStr for Reference {
@@ -50,15 +48,11 @@ impl FromStr for Reference {
             Some(i) => (&name[..last_slash + i], Some(&name[last_slash + i + 1..])),
             None => (name, None),
         };
-        if let Some(tag) = tag {
-            if !valid_tag(tag) {
-                return Err(invalid("the tag may hold only letters, digits, '_', '.' and '-' (at most 128)"));
-            }
-        }
+        let tag = tag.map(|t| t.parse::<Tag>().map_err(|source| ReferenceError::Tag { value: s.to_owned(), source })).transpose()?;
         if tag.is_none() && digest.is_none() {
             return Err(invalid("expected <repository>:<tag> or <repository>@sha256:<hex>"));
         }
-        Ok(Self { repo: repo.parse().map_err(part)?, tag: tag.map(str::to_owned), digest })
+        Ok(Self { repo: repo.parse().map_err(part)?, tag, digest })
     }
 }
 

@@ -263,7 +263,7 @@ mod tests {
             started_at: "2026-01-01T00:00:00Z".into(),
             details_url: None,
             external_id: None,
-            output: CheckOutput { title: "t".into(), summary: "s".into(), annotations: vec![] },
+            output: CheckOutput { title: "t".into(), summary: "s".into(), text: None, annotations: vec![] },
         }
     }
 
@@ -354,7 +354,7 @@ mod tests {
             status: Some("completed"),
             conclusion: Some(super::super::Conclusion::Success),
             completed_at: Some("2026-01-01T00:00:00Z".into()),
-            output: CheckOutput { title: "t".into(), summary: "s".into(), annotations: vec![] },
+            output: CheckOutput { title: "t".into(), summary: "s".into(), text: None, annotations: vec![] },
         };
         block_on(async {
             let gh = OctocrabGitHub::new(&format!("{url}/api/v3"), Some(&Token::new("ghs_tok".into())), "acme", "app", quiet())

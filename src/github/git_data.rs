@@ -93,14 +93,32 @@ pub struct NewCommit {
     pub committer: Signature,
 }
 
-/// How moving a branch went.
+/// How moving a branch went. Only [`RefUpdate::Moved`] is an answer; the
+/// others leave the writer to read the branch and see (spec section 11).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefUpdate {
     Moved,
-    /// Someone else moved it first: GitHub's 422 "Update is not a fast forward".
-    NotFastForward,
-    /// The request may or may not have arrived; read the branch to know.
+    /// GitHub refused it with a 422: "Update is not a fast forward" (someone
+    /// else moved it first), but also "Reference cannot be updated" or
+    /// "Reference update failed" under concurrent writers. GitHub's message.
+    Refused(String),
+    /// No answer, or a 5xx or timeout: the update may or may not have been
+    /// applied.
     Uncertain(String),
+}
+
+/// What an answer to the ref update means. A refusal or an unknown outcome
+/// is not an error: the branch itself says what happened.
+pub fn ref_update_outcome(result: Result<(), GitHubError>) -> Result<RefUpdate, GitHubError> {
+    match result {
+        Ok(()) => Ok(RefUpdate::Moved),
+        Err(GitHubError::Rejected { status: 422, message, .. }) => Ok(RefUpdate::Refused(format!("422 {message}"))),
+        Err(GitHubError::Rejected { status, message, .. }) if status >= 500 || status == 408 => {
+            Ok(RefUpdate::Uncertain(format!("{status} {message}")))
+        }
+        Err(GitHubError::Transport { message, .. }) => Ok(RefUpdate::Uncertain(message)),
+        Err(e) => Err(e),
+    }
 }
 
 /// What writing a commit through the Git Data API needs.
@@ -124,17 +142,17 @@ pub trait GitData: Send + Sync {
     fn move_branch<'a>(&'a self, branch: &'a str, sha: &'a str) -> BoxFuture<'a, Result<RefUpdate, GitHubError>>;
 }
 
-fn json<T: serde::de::DeserializeOwned>(operation: &'static str, body: &str) -> Result<T, GitHubError> {
+pub(super) fn json<T: serde::de::DeserializeOwned>(operation: &'static str, body: &str) -> Result<T, GitHubError> {
     serde_json::from_str(body).map_err(|e| GitHubError::Unexpected { operation, message: format!("an answer that does not parse: {e}") })
 }
 
 #[derive(Deserialize)]
-struct ShaOnly {
-    sha: String,
+pub(super) struct ShaOnly {
+    pub(super) sha: String,
 }
 
 /// A 404 as "not there" rather than as an error.
-fn found<T>(result: Result<T, GitHubError>) -> Result<Option<T>, GitHubError> {
+pub(super) fn found<T>(result: Result<T, GitHubError>) -> Result<Option<T>, GitHubError> {
     match result {
         Ok(v) => Ok(Some(v)),
         Err(GitHubError::Forbidden { status: 404, .. }) => Ok(None),
@@ -266,14 +284,10 @@ impl GitData for OctocrabGitHub {
                 force: bool,
             }
             let path = self.route(&format!("git/refs/heads/{branch}"));
-            match self.call("update branch", "contents", Method::PATCH, &path, Some(&Body { sha, force: false }), false).await {
-                Ok(_) => Ok(RefUpdate::Moved),
-                Err(GitHubError::Rejected { status: 422, message, .. }) if message.to_ascii_lowercase().contains("fast forward") => {
-                    Ok(RefUpdate::NotFastForward)
-                }
-                Err(GitHubError::Transport { message, .. }) => Ok(RefUpdate::Uncertain(message)),
-                Err(e) => Err(e),
-            }
+            // Not re-sent by the client (only GitHub's refusals to do anything,
+            // rate limits, are): what happened is read from the branch.
+            let sent = self.call("update branch", "contents", Method::PATCH, &path, Some(&Body { sha, force: false }), false).await;
+            ref_update_outcome(sent.map(drop))
         }
         .boxed()
     }
@@ -282,6 +296,24 @@ impl GitData for OctocrabGitHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_422_and_every_unknown_outcome_of_a_ref_update_is_read_from_the_branch() {
+        let rejected = |status, message: &str| Err(GitHubError::Rejected { operation: "update branch", status, message: message.into() });
+        for wording in ["Update is not a fast forward", "Reference cannot be updated", "Reference update failed"] {
+            assert_eq!(ref_update_outcome(rejected(422, wording)).unwrap(), RefUpdate::Refused(format!("422 {wording}")));
+        }
+        for status in [500, 502, 503, 504, 408] {
+            assert!(matches!(ref_update_outcome(rejected(status, "Server Error")).unwrap(), RefUpdate::Uncertain(_)), "{status}");
+        }
+        let reset = Err(GitHubError::Transport { operation: "update branch", message: "connection reset".into() });
+        assert_eq!(ref_update_outcome(reset).unwrap(), RefUpdate::Uncertain("connection reset".into()));
+        assert_eq!(ref_update_outcome(Ok(())).unwrap(), RefUpdate::Moved);
+        // A token that may not write is the user's to fix, not something to read back.
+        let forbidden =
+            Err(GitHubError::Forbidden { operation: "update branch", status: 403, message: "no".into(), permission: "contents" });
+        assert!(ref_update_outcome(forbidden).is_err());
+    }
 
     #[test]
     fn deletions_send_a_null_sha_and_text_goes_inline() {

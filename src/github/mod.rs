@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod git_data;
+pub mod reads;
 pub mod retry;
 
 use futures_util::future::BoxFuture;
@@ -93,6 +94,9 @@ pub struct CheckAnnotation {
 pub struct CheckOutput {
     pub title: String,
     pub summary: String,
+    /// Shown below the summary; at most [`MAX_OUTPUT_TEXT`] characters too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub annotations: Vec<CheckAnnotation>,
 }
@@ -189,7 +193,7 @@ mod tests {
             status: Some("completed"),
             conclusion: Some(Conclusion::Neutral),
             completed_at: Some("2026-01-01T00:00:00Z".into()),
-            output: CheckOutput { title: "t".into(), summary: "s".into(), annotations: vec![] },
+            output: CheckOutput { title: "t".into(), summary: "s".into(), text: None, annotations: vec![] },
         };
         assert_eq!(
             serde_json::to_string(&update).unwrap(),

@@ -1,8 +1,10 @@
 //! Legacy-gitflow gate records (spec section 12): on a push to a gate
 //! branch, `<gate-path>/<branch>/merged/git-<sha>.yaml` (written once, then
-//! kept as it is, `mergedAt` included) and `<gate-path>/<branch>/current.yaml`
-//! (the same record). `current.yaml` does not move back to an earlier merge:
-//! a re-run of an old push leaves a later one in place.
+//! kept as it is, `mergedAt` included) and `<gate-path>/<branch>/current.yaml`:
+//! what the branch holds now, the newest push processed, ordered by the push
+//! time (`mergedAt`, from the payload's `pushed_at`). A re-run of an older push
+//! leaves it alone; a later push moves it, even back to a revision that has a
+//! `merged/` record already (a force-push back), with the later push's time.
 
 use super::plan::{Desired, Part};
 use super::records::{gate_yaml, read_gate, GateRecord};
@@ -40,7 +42,8 @@ pub async fn read_state(snapshot: &mut Snapshot<'_>, gate: &GateWrite) -> Result
 pub fn plan(gate: &GateWrite, state: &GateState) -> Result<Part, GitOpsError> {
     let mut part = Part::default();
     let merged_path = gate.merged_path();
-    let (record, merged) = match &state.merged {
+    let this_push = Desired::new("", gate_yaml(&gate.record).into_bytes());
+    match &state.merged {
         Some(bytes) => {
             let found = read_gate(bytes).map_err(|message| GitOpsError::BadRecord { path: merged_path.clone(), message })?;
             if found.revision != gate.record.revision {
@@ -48,30 +51,30 @@ pub fn plan(gate: &GateWrite, state: &GateState) -> Result<Part, GitOpsError> {
                 return Err(GitOpsError::BadRecord { path: merged_path, message });
             }
             part.kept.push(merged_path);
-            (found, Desired::new("", bytes.clone()))
         }
         None => {
-            let file = Desired::new("", gate_yaml(&gate.record).into_bytes());
-            part.put(merged_path.clone(), &file);
+            part.put(merged_path.clone(), &this_push);
             part.written.push(merged_path);
-            (gate.record.clone(), file)
         }
-    };
+    }
 
     let current_path = gate.current_path();
-    if state.current.as_deref() == Some(merged.bytes.as_slice()) {
+    if state.current.as_deref() == Some(this_push.bytes.as_slice()) {
         part.kept.push(current_path);
         return Ok(part);
     }
-    let later = state.current.as_deref().and_then(|b| read_gate(b).ok()).filter(|held| held.merged_at > record.merged_at);
-    match later {
+    // Only a later push moves it. A record that does not read is replaced.
+    let held = state.current.as_deref().and_then(|b| read_gate(b).ok());
+    match held.filter(|held| held.merged_at >= gate.record.merged_at) {
         Some(held) => part.notes.push(format!(
-            "{current_path} holds a later merge ({} at {}); it was left as it is",
+            "{current_path} holds a push that is not older ({} at {}) than this one ({} at {}); it was left as it is",
             held.revision.tag(),
-            held.merged_at
+            held.merged_at,
+            gate.record.revision.tag(),
+            gate.record.merged_at
         )),
         None => {
-            part.put(current_path.clone(), &merged);
+            part.put(current_path.clone(), &this_push);
             part.written.push(current_path);
         }
     }
@@ -107,27 +110,40 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_record_is_kept_with_its_merged_at() {
+    fn an_existing_record_is_kept_with_its_merged_at_and_current_takes_the_later_push() {
         let first = gate('1', "2026-11-20T10:00:00Z");
         let existing = gate_yaml(&first.record).into_bytes();
-        let rerun = gate('1', "2026-11-25T00:00:00Z");
-        // current.yaml moved on to something else meanwhile, earlier: it gets the kept record.
-        let earlier = gate_yaml(&gate('2', "2026-11-19T00:00:00Z").record).into_bytes();
-        let part = plan(&rerun, &GateState { merged: Some(existing.clone()), current: Some(earlier) }).unwrap();
-        assert_eq!(part.written, [rerun.current_path()]);
-        assert_eq!(part.blobs.values().next(), Some(&existing), "mergedAt of the first record");
-        // Both in place: nothing to do.
-        let part = plan(&rerun, &GateState { merged: Some(existing.clone()), current: Some(existing) }).unwrap();
+        // Pushed again later (a force-push back after '2' was pushed).
+        let again = gate('1', "2026-11-25T00:00:00Z");
+        let between = gate_yaml(&gate('2', "2026-11-21T00:00:00Z").record).into_bytes();
+        let part = plan(&again, &GateState { merged: Some(existing.clone()), current: Some(between) }).unwrap();
+        assert_eq!(part.written, [again.current_path()]);
+        assert_eq!(part.kept, [again.merged_path()], "merged/ keeps its first mergedAt");
+        assert_eq!(part.blobs.values().next(), Some(&gate_yaml(&again.record).into_bytes()), "current: this push's time");
+        // A re-run of that same push: nothing to do.
+        let now = gate_yaml(&again.record).into_bytes();
+        let part = plan(&again, &GateState { merged: Some(existing.clone()), current: Some(now.clone()) }).unwrap();
         assert!(part.changes.is_empty());
+        // A re-run of the first push: older than what current holds, left alone.
+        let part = plan(&first, &GateState { merged: Some(existing), current: Some(now) }).unwrap();
+        assert!(part.changes.is_empty());
+        assert!(part.notes[0].contains("not older"), "{:?}", part.notes);
     }
 
     #[test]
-    fn current_does_not_move_back_to_an_earlier_merge() {
+    fn current_does_not_move_back_to_an_earlier_push() {
         let old = gate('1', "2026-11-20T10:00:00Z");
         let later = gate_yaml(&gate('2', "2026-11-21T10:00:00Z").record).into_bytes();
-        let part = plan(&old, &GateState { merged: None, current: Some(later) }).unwrap();
+        let part = plan(&old, &GateState { merged: None, current: Some(later.clone()) }).unwrap();
         assert_eq!(part.written, [old.merged_path()]);
-        assert!(part.notes[0].contains("later merge"));
+        assert!(part.notes[0].contains("not older"), "{:?}", part.notes);
+        // The same time, another revision: the one processed first stays.
+        let tie = gate('3', "2026-11-21T10:00:00Z");
+        let part = plan(&tie, &GateState { merged: None, current: Some(later) }).unwrap();
+        assert_eq!(part.written, [tie.merged_path()]);
+        // A current.yaml that does not read is replaced.
+        let part = plan(&old, &GateState { merged: None, current: Some(b"{{".to_vec()) }).unwrap();
+        assert_eq!(part.written, [old.merged_path(), old.current_path()]);
     }
 
     #[test]

@@ -46,8 +46,20 @@ pub enum GitOpsError {
     NotADirectory { path: String },
     #[error("{path}: is a directory where a file belongs")]
     NotAFile { path: String },
-    #[error("{repo}: branch {branch} moved {attempts} times while the commit was being written; nothing was committed; run again")]
-    Busy { repo: String, branch: String, attempts: u32 },
+    #[error(
+        "{repo}: {branch} could not be moved to a commit in {attempts} attempts (last: {last}); nothing was committed; \
+         run again"
+    )]
+    Busy { repo: String, branch: String, attempts: u32, last: String },
+    /// The ref update's outcome was unknown and the branch could not be read
+    /// to settle it.
+    #[error(
+        "{repo}: moving {branch} to {commit} got {why}, and reading {branch} back failed: {source}; the records may or may \
+         not be committed (a re-run finds them if they are, and commits nothing twice)"
+    )]
+    Unresolved { repo: String, branch: String, commit: String, why: String, source: Box<GitOpsError> },
+    #[error("{repo}: cancelled by {reason} {when}")]
+    Cancelled { repo: String, reason: &'static str, when: String },
     #[error("{path}: GitHub stored {actual} where the content hashes to blob {expected}; nothing was committed")]
     BlobMismatch { path: String, expected: String, actual: String },
     #[error(transparent)]
@@ -68,7 +80,9 @@ impl GitOpsError {
     pub fn kind(&self) -> FailureKind {
         match self {
             Self::UnknownBranch { .. } | Self::RepositoryNotFound { .. } | Self::NotAllowed { .. } => FailureKind::Input,
-            Self::GitHub(GitHubError::Transport { .. } | GitHubError::RateLimited { .. }) => FailureKind::Network,
+            Self::GitHub(GitHubError::Transport { .. } | GitHubError::RateLimited { .. }) | Self::Unresolved { .. } => FailureKind::Network,
+            Self::GitHub(GitHubError::Rejected { status, .. }) if *status >= 500 => FailureKind::Network,
+            Self::Cancelled { .. } => FailureKind::Cancelled,
             Self::GitHub(GitHubError::Forbidden { .. }) => FailureKind::Input,
             _ => FailureKind::Failed,
         }

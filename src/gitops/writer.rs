@@ -5,9 +5,19 @@
 //! reachable, so a failure or a cancellation at any point before leaves the
 //! repository as it was.
 //!
-//! When someone else commits first, GitHub refuses the move (422, not a fast
-//! forward); the whole plan is made again on the new head, because what the
-//! other commit wrote may change it (it may even hold this release already).
+//! Moving the branch is the one step whose outcome can be unclear (spec
+//! section 11). GitHub refuses it with a 422 when someone else committed first
+//! ("Update is not a fast forward"), and also, under concurrent writers, with
+//! "Reference cannot be updated" or "Reference update failed"; a 5xx, a
+//! timeout or a reset leaves it unknown. All of these are settled the same
+//! way: by reading the branch. If it names our commit, the write is done. If
+//! not, the whole plan is made again on whatever the branch holds now,
+//! because what another commit wrote may change it (it may even hold these
+//! records already, and then nothing more is committed). After the last
+//! update a plan is made once more, so that a run gives up only when the
+//! records are not on the branch. The commit is
+//! content-addressed with a fixed date, so planning again on an unchanged
+//! head makes the very same commit, and records land exactly once.
 
 use std::time::Duration;
 
@@ -19,11 +29,26 @@ use super::plan::Part;
 use super::snapshot::Snapshot;
 use super::target::{Author, BranchName};
 use super::GitOpsError;
+use crate::cancel::Cancel;
 use crate::core::timestamp::Created;
 use crate::github::git_data::{FileChange, GitData, NewCommit, NewContent, RefUpdate, Signature};
+use crate::registry::retry::{Backoff, Jitter};
 
-/// Attempts in all when the branch keeps moving underneath.
-pub const MAX_ATTEMPTS: u32 = 8;
+/// Attempts in all when the branch keeps moving underneath (or GitHub keeps
+/// refusing the update).
+pub const MAX_ATTEMPTS: u32 = 10;
+/// The pause between attempts: growing, and jittered so that writers that
+/// collided once do not collide again in step (each seeds its own jitter).
+const BETWEEN_ATTEMPTS: Backoff = Backoff {
+    base: Duration::from_millis(200),
+    cap: Duration::from_millis(3200),
+    max_attempts: MAX_ATTEMPTS,
+    retry_after_cap: Duration::ZERO,
+};
+/// Once cancelled, how long a ref update already sent may still take to
+/// answer (and be read back): its outcome is worth reporting truthfully, and
+/// the process must still exit within [`crate::cancel::EXIT_DEADLINE`].
+const LANDING_AFTER_CANCEL: Duration = Duration::from_millis(2500);
 /// Text files up to this size travel inside the tree request...
 const MAX_INLINE_FILE: usize = 1 << 20;
 /// ...as long as the request stays this small; the rest become blobs first.
@@ -80,9 +105,26 @@ pub struct Writer<'a> {
     /// The workflow run, named in the commit message.
     pub run_url: Option<&'a str>,
     pub notify: &'a (dyn Fn(&str) + Send + Sync),
+    /// Stops the write before the branch moves; see [`Writer::write`].
+    pub cancel: &'a Cancel,
+}
+
+/// Whether an attempt's commit is what the branch holds.
+enum Landing {
+    Ours,
+    /// Not ours: why (the branch moved, or did not and GitHub said why), and
+    /// whether it moved on to another commit, which may be on top of ours.
+    Not {
+        why: String,
+        moved_on: bool,
+    },
 }
 
 impl Writer<'_> {
+    /// Writes `records` in one commit (or none, when they are all there).
+    /// A cancellation stops it before the branch moves, with nothing
+    /// committed; a branch update already sent is given
+    /// [`LANDING_AFTER_CANCEL`] to answer, so that what is reported is true.
     pub async fn write(&self, records: &[Record]) -> Result<Written, GitOpsError> {
         let repo = self.api.repository();
         self.attempt_all(records, &repo).await.map_err(|e| e.in_repository(&repo))
@@ -90,54 +132,167 @@ impl Writer<'_> {
 
     async fn attempt_all(&self, records: &[Record], repo: &str) -> Result<Written, GitOpsError> {
         let branch = self.branch.as_str();
-        for attempt in 1..=MAX_ATTEMPTS {
-            let Some(head) = self.api.branch_head(branch).await? else {
-                return Err(if self.api.repository_visible().await? {
-                    GitOpsError::UnknownBranch { repo: repo.to_owned(), branch: branch.to_owned() }
-                } else {
-                    GitOpsError::RepositoryNotFound { repo: repo.to_owned() }
-                });
-            };
-            let mut snapshot = Snapshot::at(self.api, head).await?;
-            let mut part = Part::default();
-            for r in records {
-                part.merge(r.plan(&mut snapshot).await?);
-            }
-            let mut written = Written {
-                repository: repo.to_owned(),
-                branch: branch.to_owned(),
-                commit: None,
-                written: part.written.clone(),
-                kept: part.kept.clone(),
-                notes: part.notes.clone(),
-                attempts: attempt,
-            };
+        let mut jitter = Jitter::new(crate::entropy::random_u64());
+        let mut last = String::new();
+        // Set when the last update sent may be on the branch under someone
+        // else's commit: only the next plan can tell (it finds the records
+        // there, or not), so until then a cancellation must not say that
+        // nothing was committed.
+        let mut open: Option<String> = None;
+        // One plan more than updates: after the last update, a plan settles
+        // whether the records are on the branch.
+        for attempt in 1..=MAX_ATTEMPTS + 1 {
+            let stopped = self.stopped_before_moving(open.as_deref());
+            let (written, part, mut snapshot) = self.until_cancelled(repo, &stopped, self.plan(records, repo)).await?;
             if part.changes.is_empty() {
-                return Ok(written);
+                return Ok(Written { attempts: attempt, ..written });
             }
-            let commit = self.commit(&mut snapshot, &part, records).await?;
-            let moved = match self.api.move_branch(branch, &commit).await? {
-                RefUpdate::Moved => true,
-                RefUpdate::NotFastForward => false,
-                // The answer was lost: the branch says whether the move happened.
-                RefUpdate::Uncertain(why) => {
-                    (self.notify)(&format!("{repo}: no answer to moving {branch} ({why}); reading it to see"));
-                    self.api.branch_head(branch).await?.as_deref() == Some(commit.as_str())
+            if attempt > MAX_ATTEMPTS {
+                break;
+            }
+            let stopped = self.stopped_before_moving(None);
+            let commit = self.until_cancelled(repo, &stopped, self.commit(&mut snapshot, &part, records)).await?;
+            let parent = snapshot.head.clone();
+            self.check_cancel(repo, &format!("before moving {branch} to {commit}; nothing was committed"))?;
+            match self.land_even_if_cancelled(repo, &parent, &commit).await? {
+                Landing::Ours => return Ok(Written { commit: Some(commit), attempts: attempt, ..written }),
+                Landing::Not { why, moved_on } => {
+                    open = moved_on.then(|| commit.clone());
+                    last = why;
                 }
-            };
-            if moved {
-                written.commit = Some(commit);
-                return Ok(written);
             }
             if attempt < MAX_ATTEMPTS {
-                (self.notify)(&format!(
-                    "{repo}: {branch} moved while the commit was written (someone else committed); planning again on the new head (attempt {} of {MAX_ATTEMPTS})",
-                    attempt + 1
-                ));
-                tokio::time::sleep(pause(attempt)).await;
+                (self.notify)(&format!("{repo}: {last}; planning again (attempt {} of {MAX_ATTEMPTS})", attempt + 1));
+                let pause = BETWEEN_ATTEMPTS.delay(attempt - 1, None, &mut jitter);
+                let stopped = self.stopped_before_moving(open.as_deref());
+                self.until_cancelled(repo, &stopped, async {
+                    tokio::time::sleep(pause).await;
+                    Ok(())
+                })
+                .await?;
             }
         }
-        Err(GitOpsError::Busy { repo: repo.to_owned(), branch: branch.to_owned(), attempts: MAX_ATTEMPTS })
+        Err(GitOpsError::Busy { repo: repo.to_owned(), branch: branch.to_owned(), attempts: MAX_ATTEMPTS, last })
+    }
+
+    /// What a cancellation before the branch moves leaves: nothing, unless
+    /// an earlier update (to `open`) may be under a newer head.
+    fn stopped_before_moving(&self, open: Option<&str>) -> String {
+        let branch = self.branch.as_str();
+        match open {
+            None => format!("before moving {branch}; nothing was committed"),
+            Some(commit) => format!(
+                "before moving {branch} again; it moved on after this run's update to {commit} was sent, and may hold that \
+                 commit (a re-run finds the records if so, and commits nothing twice)"
+            ),
+        }
+    }
+
+    /// Reads the branch and plans: what would be written, the changes, and
+    /// the snapshot they were planned on.
+    async fn plan(&self, records: &[Record], repo: &str) -> Result<(Written, Part, Snapshot<'_>), GitOpsError> {
+        let branch = self.branch.as_str();
+        let Some(head) = self.api.branch_head(branch).await? else {
+            return Err(if self.api.repository_visible().await? {
+                GitOpsError::UnknownBranch { repo: repo.to_owned(), branch: branch.to_owned() }
+            } else {
+                GitOpsError::RepositoryNotFound { repo: repo.to_owned() }
+            });
+        };
+        let mut snapshot = Snapshot::at(self.api, head).await?;
+        let mut part = Part::default();
+        for r in records {
+            part.merge(r.plan(&mut snapshot).await?);
+        }
+        let written = Written {
+            repository: repo.to_owned(),
+            branch: branch.to_owned(),
+            commit: None,
+            written: part.written.clone(),
+            kept: part.kept.clone(),
+            notes: part.notes.clone(),
+            attempts: 0,
+        };
+        Ok((written, part, snapshot))
+    }
+
+    /// Moves the branch to `commit` (made on `parent`). Anything but a clear
+    /// yes is settled by reading the branch.
+    async fn land(&self, repo: &str, parent: &str, commit: &str) -> Result<Landing, GitOpsError> {
+        let branch = self.branch.as_str();
+        let why = match self.api.move_branch(branch, commit).await? {
+            RefUpdate::Moved => return Ok(Landing::Ours),
+            RefUpdate::Refused(why) | RefUpdate::Uncertain(why) => why,
+        };
+        (self.notify)(&format!("{repo}: moving {branch} to {commit} got {why}; reading the branch to see what happened"));
+        let unresolved = |source: GitOpsError| GitOpsError::Unresolved {
+            repo: repo.to_owned(),
+            branch: branch.to_owned(),
+            commit: commit.to_owned(),
+            why: why.clone(),
+            source: Box::new(source),
+        };
+        match self.api.branch_head(branch).await.map_err(|e| unresolved(e.into()))? {
+            Some(head) if head == commit => {
+                (self.notify)(&format!("{repo}: {branch} names {commit}: the update was applied"));
+                Ok(Landing::Ours)
+            }
+            Some(head) if head == parent => Ok(Landing::Not { why: format!("{branch} did not move ({why})"), moved_on: false }),
+            Some(head) => Ok(Landing::Not { why: format!("{branch} moved to {head} meanwhile ({why})"), moved_on: true }),
+            None => Err(unresolved(GitOpsError::UnknownBranch { repo: repo.to_owned(), branch: branch.to_owned() })),
+        }
+    }
+
+    /// [`Self::land`], which a cancellation does not cut short: an update
+    /// already sent cannot be called back, so its outcome is waited for
+    /// (within [`LANDING_AFTER_CANCEL`]) and reported as it is.
+    async fn land_even_if_cancelled(&self, repo: &str, parent: &str, commit: &str) -> Result<Landing, GitOpsError> {
+        let landing = self.land(repo, parent, commit);
+        tokio::pin!(landing);
+        tokio::select! {
+            biased;
+            result = &mut landing => result,
+            () = self.cancel.cancelled() => match tokio::time::timeout(LANDING_AFTER_CANCEL, &mut landing).await {
+                Ok(result) => result,
+                Err(_) => Err(GitOpsError::Cancelled {
+                    repo: repo.to_owned(),
+                    reason: self.cancel.reason().unwrap_or("request"),
+                    when: format!(
+                        "while {} was being moved to {commit}; the update was sent and may have been applied (a re-run finds it \
+                         and commits nothing twice)",
+                        self.branch
+                    ),
+                }),
+            },
+        }
+    }
+
+    fn cancelled(&self, repo: &str, when: &str) -> GitOpsError {
+        let reason = self.cancel.reason().unwrap_or("request");
+        GitOpsError::Cancelled { repo: repo.to_owned(), reason, when: when.to_owned() }
+    }
+
+    fn check_cancel(&self, repo: &str, when: &str) -> Result<(), GitOpsError> {
+        if self.cancel.is_cancelled() {
+            return Err(self.cancelled(repo, when));
+        }
+        Ok(())
+    }
+
+    /// `work`, dropped where it stands on a cancellation: until the branch
+    /// moves, nothing it made is reachable.
+    async fn until_cancelled<T>(
+        &self,
+        repo: &str,
+        when: &str,
+        work: impl std::future::Future<Output = Result<T, GitOpsError>>,
+    ) -> Result<T, GitOpsError> {
+        self.check_cancel(repo, when)?;
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => Err(self.cancelled(repo, when)),
+            result = work => result,
+        }
     }
 
     /// Blobs, tree and commit for `part` on the snapshot's head; the commit's sha.
@@ -192,13 +347,6 @@ impl Writer<'_> {
         };
         Ok(self.api.create_commit(&commit).await?)
     }
-}
-
-/// Between attempts: growing, with jitter so that writers that collided once
-/// do not collide again in step.
-fn pause(attempt: u32) -> Duration {
-    let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() % 200);
-    Duration::from_millis(100 * u64::from(1u32 << attempt.min(4)) + u64::from(jitter))
 }
 
 /// What the commit records, where, and from which run.

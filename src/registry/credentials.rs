@@ -1,12 +1,13 @@
-//! Who the registry client is, per registry host: one login for every
-//! registry (the CLI's `--registry-username` / `--registry-password`), or the
+//! Who the registry client is, per registry host: the CLI's login
+//! (`--registry-username` / `--registry-password`) for the hosts it names
+//! (`--registry-login-host`, else the capsule repository's registry), or the
 //! `auths` of a Docker `config.json` (what Kubernetes mounts from a
 //! `kubernetes.io/dockerconfigjson` Secret, for `serve`).
 //!
 //! A login is only ever handed to the host it belongs to: the client asks
-//! [`Credentials::for_registry`] with the registry of each request, and the
-//! token exchange and redirects have their own rules (see `oci/token.rs` and
-//! `transport.rs`).
+//! [`Credentials::for_registry`] with the registry of each request, and any
+//! other registry, however it asks, gets none. The token exchange and
+//! redirects have their own rules (see `oci/token.rs` and `transport.rs`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,10 +31,17 @@ impl std::fmt::Debug for Login {
 
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
-    /// For every registry (the CLI's flags).
-    every: Option<Login>,
     /// By registry host (`ghcr.io`, `127.0.0.1:5000`), lowercase.
     by_host: BTreeMap<String, Login>,
+    /// Where the logins came from, for the hint when a registry has none.
+    origin: Origin,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Origin {
+    #[default]
+    Flags,
+    DockerConfig(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,24 +59,40 @@ pub enum CredentialsError {
 }
 
 impl Credentials {
-    /// The CLI's login, used for every registry (or none: anonymous).
+    /// The CLI's login, for the hosts it names (or none: anonymous).
     pub fn from_flags(c: &RegistryCredentials) -> Self {
-        let every = match (&c.username, &c.password) {
+        let login = match (&c.username, &c.password) {
             (Some(u), Some(p)) => Some(Login { username: u.clone(), password: p.clone() }),
             // A token alone works as the password for GHCR (any user name).
             (None, Some(p)) => Some(Login { username: "release-capsule".into(), password: p.clone() }),
             _ => None,
         };
-        Self { every, by_host: BTreeMap::new() }
+        let by_host = login.map(|l| c.hosts.iter().map(|h| (h.to_ascii_lowercase(), l.clone())).collect()).unwrap_or_default();
+        Self { by_host, origin: Origin::Flags }
     }
 
-    /// The login for requests to `registry` (`host[:port]`).
+    /// The login for requests to `registry` (`host[:port]`); none for a host
+    /// no login names.
     pub fn for_registry(&self, registry: &str) -> Option<&Login> {
-        self.by_host.get(&registry.to_ascii_lowercase()).or(self.every.as_ref())
+        self.by_host.get(&registry.to_ascii_lowercase())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.every.is_none() && self.by_host.is_empty()
+        self.by_host.is_empty()
+    }
+
+    /// Why `registry` gets no login although there are logins: what to change.
+    pub fn missing_for(&self, registry: &str) -> Option<String> {
+        if self.is_empty() || self.for_registry(registry).is_some() {
+            return None;
+        }
+        let hosts = self.hosts().collect::<Vec<_>>().join(", ");
+        Some(match &self.origin {
+            Origin::Flags => format!(
+                "the login given goes to {hosts} only; if it is for {registry} too, add --registry-login-host {registry} (once per registry; REGISTRY_LOGIN_HOST takes a comma-separated list)"
+            ),
+            Origin::DockerConfig(path) => format!("registry config {path} has logins for {hosts} only; add an auths entry for {registry}"),
+        })
     }
 
     /// The hosts a Docker config holds logins for.
@@ -125,11 +149,19 @@ impl Credentials {
                 (None, Some(username), Some(password)) => Login { username, password },
                 _ => return Err(bad("has neither auth nor username and password")),
             };
-            by_host.insert(host, login);
+            // Keys that differ only in form (`ghcr.io`, `https://ghcr.io/v2/`) or in a
+            // path (podman's `quay.io/org`) name one host, and one login goes to a
+            // host: two different ones are refused, not one picked by key order.
+            if let Some((other, _)) = by_host.get(&host).filter(|(_, l)| *l != login) {
+                let message = format!("names the registry host {host}, as auths.{other} does, with another login; keep one of the two");
+                return Err(bad(&message));
+            }
+            by_host.entry(host).or_insert((key.clone(), login));
         }
+        let by_host = by_host.into_iter().map(|(host, (_, login))| (host, login)).collect();
         let mut helpers: Vec<String> = config.creds_store.into_iter().map(|s| format!("credsStore {s}")).collect();
         helpers.extend(config.cred_helpers.into_iter().map(|(host, helper)| format!("credHelpers.{host} {helper}")));
-        Ok((Self { every: None, by_host }, helpers))
+        Ok((Self { by_host, origin: Origin::DockerConfig(path.to_owned()) }, helpers))
     }
 }
 
@@ -175,6 +207,21 @@ mod tests {
     }
 
     #[test]
+    fn two_logins_for_one_host_are_refused_rather_than_one_picked() {
+        let text = format!(
+            r#"{{"auths": {{"ghcr.io": {{"auth": "{}"}}, "https://ghcr.io/v2/": {{"auth": "{}"}}}}}}"#,
+            b64("a:first-secret"),
+            b64("b:second-secret")
+        );
+        let e = format!("{:#}", anyhow::Error::new(Credentials::parse_docker_config(&text, "config.json").unwrap_err()));
+        assert!(e.contains("auths.https://ghcr.io/v2/: names the registry host ghcr.io, as auths.ghcr.io does, with another login"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+        let same = format!(r#"{{"auths": {{"ghcr.io": {{"auth": "{0}"}}, "https://ghcr.io": {{"auth": "{0}"}}}}}}"#, b64("a:s"));
+        let (c, _) = Credentials::parse_docker_config(&same, "config.json").unwrap();
+        assert_eq!(c.hosts().collect::<Vec<_>>(), ["ghcr.io"], "the same login twice is one login");
+    }
+
+    #[test]
     fn bad_configs_name_the_entry_and_never_the_secret() {
         let cases = [
             ("{not json", "is not a Docker config.json"),
@@ -191,9 +238,17 @@ mod tests {
     }
 
     #[test]
-    fn flags_log_in_everywhere() {
-        let c = Credentials::from_flags(&RegistryCredentials { username: None, password: Some("tok".into()) });
-        assert_eq!(c.for_registry("anything.example").unwrap().password, "tok");
+    fn flags_log_in_to_the_hosts_they_name_only() {
+        let flags = RegistryCredentials { username: None, password: Some("tok".into()), hosts: vec!["GHCR.io".into()] };
+        let c = Credentials::from_flags(&flags);
+        assert_eq!(c.for_registry("ghcr.io").unwrap().password, "tok");
+        assert!(c.for_registry("registry.example").is_none(), "another registry that asks gets nothing");
+        let hint = c.missing_for("registry.example").unwrap();
+        assert!(hint.contains("--registry-login-host registry.example (once per registry;") && !hint.contains("tok"), "{hint}");
+        assert_eq!(c.missing_for("ghcr.io"), None);
         assert!(Credentials::from_flags(&RegistryCredentials::default()).is_empty());
+        let (config, _) =
+            Credentials::parse_docker_config(r#"{"auths": {"ghcr.io": {"username": "u", "password": "p"}}}"#, "c.json").unwrap();
+        assert!(config.missing_for("quay.io").unwrap().contains("registry config c.json has logins for ghcr.io only"));
     }
 }

@@ -54,14 +54,24 @@ pub fn same_origin(url: &str, origin: &str) -> bool {
     url.strip_prefix(origin).is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || rest.starts_with('?'))
 }
 
-/// Whether `url` (a token realm) is on the host of `registry` (`host[:port]`):
-/// same host name and port, the scheme's default port made explicit.
-pub fn same_host(url: &str, registry: &str) -> bool {
-    let Some((scheme, rest)) = url.split_once("://") else { return false };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("").rsplit('@').next().unwrap_or("");
-    let url_default = if scheme.eq_ignore_ascii_case("https") { "443" } else { "80" };
+/// A token service a registry named in its challenge (`realm`), parsed as the
+/// HTTP client parses it (WHATWG rules, under which
+/// `https://evil.example\@ghcr.io/token` is a URL on evil.example), so the
+/// host checked is the host asked; `None` unless it is https, or http on a
+/// loopback host.
+pub fn token_service(realm: &str) -> Option<reqwest::Url> {
+    let url = reqwest::Url::parse(realm).ok()?;
+    let loopback = url.host_str().is_some_and(is_loopback);
+    (url.scheme() == "https" || (url.scheme() == "http" && loopback)).then_some(url)
+}
+
+/// Whether `url` (a token service) is on the host of `registry`
+/// (`host[:port]`): same host name and port, the scheme's default port made
+/// explicit.
+pub fn same_host(url: &reqwest::Url, registry: &str) -> bool {
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else { return false };
     let registry_default = if scheme_for(registry) == "https" { "443" } else { "80" };
-    host_and_port(authority, url_default) == host_and_port(registry, registry_default)
+    format!("{host}:{port}") == host_and_port(registry, registry_default)
 }
 
 /// `host[:port]` (IPv6 in brackets) as `host:port`, lowercase.
@@ -84,7 +94,8 @@ pub fn with_query(url: &str, key: &str, value: &str) -> String {
     format!("{url}{sep}{key}={}", percent_encode(value))
 }
 
-fn percent_encode(s: &str) -> String {
+/// `s` with everything but RFC 3986's unreserved characters percent-encoded.
+pub fn percent_encode(s: &str) -> String {
     s.bytes().fold(String::with_capacity(s.len()), |mut out, b| {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             out.push(b as char);
@@ -117,14 +128,30 @@ mod tests {
 
     #[test]
     fn token_services_on_the_registry_host_only() {
+        let same_host = |realm: &str, registry: &str| token_service(realm).is_some_and(|url| same_host(&url, registry));
         assert!(same_host("https://ghcr.io/token", "ghcr.io"));
         assert!(same_host("https://GHCR.io:443/token?x=1", "ghcr.io"));
         assert!(same_host("http://127.0.0.1:5000/token", "127.0.0.1:5000"));
+        assert!(same_host("http://[::1]:5000/token", "[::1]:5000"));
         assert!(!same_host("http://127.0.0.1:5001/token", "127.0.0.1:5000"), "another port is another service");
         assert!(!same_host("https://auth.docker.io/token", "registry-1.docker.io"));
         assert!(!same_host("https://ghcr.io.evil.example/token", "ghcr.io"));
         assert!(!same_host("https://ghcr.io@evil.example/token", "ghcr.io"), "userinfo does not make a host");
         assert!(!same_host("ghcr.io/token", "ghcr.io"));
+        // What the HTTP client would really ask: a `\` ends the host, so these go to evil.example.
+        assert!(!same_host("https://evil.example\\@ghcr.io/token", "ghcr.io"), "a backslash ends the host");
+        assert!(!same_host("https://evil.example\\@ghcr.io\\token", "ghcr.io"));
+        assert!(!same_host("http://127.0.0.1:5001\\@127.0.0.1:5000/token", "127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn credentials_go_to_https_token_services_or_loopback_ones() {
+        assert_eq!(token_service("https://evil.example\\@ghcr.io/token").unwrap().host_str(), Some("evil.example"));
+        assert!(token_service("http://127.0.0.1:5000/token").is_some());
+        assert!(token_service("http://[::1]/token").is_some());
+        for refused in ["http://ghcr.io/token", "http://127.0.0.1.nip.io/token", "ftp://ghcr.io/token", "/token", ""] {
+            assert!(token_service(refused).is_none(), "{refused}");
+        }
     }
 
     #[test]

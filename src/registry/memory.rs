@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use super::{FetchedManifest, RegistryClient, RegistryError};
 use crate::core::ident::{Digest, Repository};
+use crate::core::tag::ManifestRef;
 
 #[derive(Default)]
 struct State {
@@ -80,10 +81,10 @@ impl MemoryRegistry {
         Ok(())
     }
 
-    fn lookup(&self, repo: &Repository, reference: &str) -> Option<Digest> {
-        match reference.parse::<Digest>() {
-            Ok(d) => Some(d),
-            Err(_) => self.state().tags.get(&(repo.to_string(), reference.to_owned())).cloned(),
+    fn lookup(&self, repo: &Repository, reference: ManifestRef<'_>) -> Option<Digest> {
+        match reference {
+            ManifestRef::Digest(d) => Some(d.clone()),
+            ManifestRef::Tag(t) => self.state().tags.get(&(repo.to_string(), t.to_string())).cloned(),
         }
     }
 
@@ -97,17 +98,17 @@ impl MemoryRegistry {
 }
 
 impl RegistryClient for MemoryRegistry {
-    async fn resolve(&self, repo: &Repository, reference: &str) -> Result<Option<Digest>, RegistryError> {
+    async fn resolve(&self, repo: &Repository, reference: ManifestRef<'_>) -> Result<Option<Digest>, RegistryError> {
         self.reachable(repo)?;
         let digest = self.lookup(repo, reference);
         Ok(digest.filter(|d| self.state().manifests.contains_key(&(repo.to_string(), d.clone()))))
     }
 
-    async fn manifest(&self, repo: &Repository, reference: &str) -> Result<Option<FetchedManifest>, RegistryError> {
+    async fn manifest(&self, repo: &Repository, reference: ManifestRef<'_>) -> Result<Option<FetchedManifest>, RegistryError> {
         self.reachable(repo)?;
         let Some(digest) = self.lookup(repo, reference) else { return Ok(None) };
         let Some((bytes, media_type)) = self.state().manifests.get(&(repo.to_string(), digest.clone())).cloned() else { return Ok(None) };
-        if reference.parse::<Digest>().is_ok() && Digest::of(&bytes) != digest {
+        if reference.digest().is_some() && Digest::of(&bytes) != digest {
             self.integrity(repo.with_digest(&digest), format!("the manifest hashes to {}", Digest::of(&bytes)))?;
         }
         Ok(Some(FetchedManifest { bytes, digest, media_type }))
@@ -159,9 +160,18 @@ impl RegistryClient for MemoryRegistry {
         Ok(())
     }
 
-    async fn push_manifest(&self, repo: &Repository, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    async fn push_manifest(
+        &self,
+        repo: &Repository,
+        reference: ManifestRef<'_>,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
         self.reachable(repo)?;
-        let tag = reference.parse::<Digest>().is_err().then_some(reference);
+        let tag = match reference {
+            ManifestRef::Tag(t) => Some(t.as_str()),
+            ManifestRef::Digest(_) => None,
+        };
         self.put_manifest(repo, tag, bytes, media_type);
         Ok(())
     }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::path::Path;
 
 use crate::core::ident::{Digest, Repository};
+use crate::core::tag::ManifestRef;
 
 pub mod auth;
 pub mod credentials;
@@ -69,14 +70,20 @@ impl From<RegistryError> for crate::failure::Failure {
 }
 
 /// What the flows need from a registry. Every method retries transient
-/// failures itself; an error returned here is final.
+/// failures itself; an error returned here is final. Every argument that ends
+/// up in a URL is a validated type ([`Repository`], [`ManifestRef`],
+/// [`Digest`]): no caller can put a raw string into a registry path.
 pub trait RegistryClient: Send + Sync {
-    /// The digest `reference` (a tag or digest) resolves to, or `None` when absent.
-    fn resolve(&self, repo: &Repository, reference: &str) -> impl Future<Output = Result<Option<Digest>, RegistryError>> + Send;
+    /// The digest `reference` resolves to, or `None` when absent.
+    fn resolve(&self, repo: &Repository, reference: ManifestRef<'_>) -> impl Future<Output = Result<Option<Digest>, RegistryError>> + Send;
 
     /// The manifest (or index) bytes for `reference`, checked against the digest
     /// when `reference` is one; `None` when absent.
-    fn manifest(&self, repo: &Repository, reference: &str) -> impl Future<Output = Result<Option<FetchedManifest>, RegistryError>> + Send;
+    fn manifest(
+        &self,
+        repo: &Repository,
+        reference: ManifestRef<'_>,
+    ) -> impl Future<Output = Result<Option<FetchedManifest>, RegistryError>> + Send;
 
     /// Small blobs (configs) into memory, digest-checked; at most `max_size` bytes.
     fn blob_bytes(&self, repo: &Repository, digest: &Digest, max_size: u64) -> impl Future<Output = Result<Vec<u8>, RegistryError>> + Send;
@@ -109,7 +116,7 @@ pub trait RegistryClient: Send + Sync {
     fn push_manifest(
         &self,
         repo: &Repository,
-        reference: &str,
+        reference: ManifestRef<'_>,
         media_type: &str,
         bytes: &[u8],
     ) -> impl Future<Output = Result<(), RegistryError>> + Send;

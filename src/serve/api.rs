@@ -1,11 +1,15 @@
 //! The wire format of `POST /verify` (spec section 10): the request exactly as
 //! code-dot-org's Kustomize stage sends it through Kargo's `http` step, parsed
 //! once into a [`VerifyRequest`] of valid values, and the response those
-//! stages read (`ok`, `reason`, `release.*`).
+//! stages read (`ok`, `reason`, `release.*`). Every string that reaches a
+//! registry URL (repositories, tags, digests) is parsed here into its
+//! validated type, so a bad one is a 400 naming the field before anything is
+//! fetched.
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::ident::{Digest, GitSha, Repository};
+use crate::core::tag::Tag;
 use crate::core::verify::{Check, Checks};
 
 /// What the stage asks: is this capsule the release of this image?
@@ -17,7 +21,7 @@ pub struct VerifyRequest {
     /// The image digest the Freight holds, when sent.
     pub image_digest: Option<Digest>,
     pub capsule: Repository,
-    pub capsule_tag: Option<String>,
+    pub capsule_tag: Option<Tag>,
     pub capsule_digest: Option<Digest>,
     /// What the stage parsed from the release.yaml it downloaded itself.
     pub release: Option<ClaimedRelease>,
@@ -102,7 +106,7 @@ impl VerifyRequest {
             .ok_or_else(|| bad("image.tag", format!("{tag:?} is not a release tag, git-<40 hex digits>")))?;
         let image_digest = optional(image.digest).map(|d| digest("image.digest", d)).transpose()?;
         let capsule_repo = repo("capsule.repoURL", required("capsule.repoURL", capsule.repo_url)?)?;
-        let capsule_tag = optional(capsule.tag);
+        let capsule_tag = optional(capsule.tag).map(|t| t.parse::<Tag>().map_err(|e| bad("capsule.tag", e.to_string()))).transpose()?;
         let capsule_digest = optional(capsule.digest).map(|d| digest("capsule.digest", d)).transpose()?;
         if capsule_tag.is_none() && capsule_digest.is_none() {
             return Err(bad("capsule", "give tag, digest or both"));
@@ -119,8 +123,9 @@ impl VerifyRequest {
         Ok(Self { image: image_repo, sha, image_digest, capsule: capsule_repo, capsule_tag, capsule_digest, release })
     }
 
-    pub fn tag(&self) -> String {
-        self.sha.tag()
+    /// The release tag, `git-<sha>`: the image's, and the capsule's by default.
+    pub fn tag(&self) -> Tag {
+        Tag::from(&self.sha)
     }
 }
 
@@ -239,7 +244,7 @@ mod tests {
             d = "a".repeat(64)
         ));
         let r = VerifyRequest::parse(full.as_bytes()).unwrap();
-        assert_eq!(r.tag(), format!("git-{SHA}"));
+        assert_eq!(r.tag().as_str(), format!("git-{SHA}"));
         assert_eq!(r.capsule.to_string(), "ghcr.io/code-dot-org/codeai-release-capsule");
         assert_eq!(r.release.unwrap().package_path, "package/kustomize");
         let small = VerifyRequest::parse(body("").as_bytes()).unwrap();
@@ -262,6 +267,18 @@ mod tests {
             (
                 r#"{"image":{"repoURL":"ghcr.io/a/b","tag":"git-0123456789abcdef0123456789abcdef01234567"},"capsule":{"repoURL":"ghcr.io/a/c"}}"#,
                 "capsule",
+            ),
+            (
+                r#"{"image":{"repoURL":"ghcr.io/a/b","tag":"git-0123456789abcdef0123456789abcdef01234567"},"capsule":{"repoURL":"ghcr.io/a/c","tag":"../../other/c/manifests/x"}}"#,
+                "capsule.tag",
+            ),
+            (
+                r#"{"image":{"repoURL":"ghcr.io/a/b","tag":"git-0123456789abcdef0123456789abcdef01234567"},"capsule":{"repoURL":"ghcr.io/a/../c","tag":"x"}}"#,
+                "capsule.repoURL",
+            ),
+            (
+                r#"{"image":{"repoURL":"ghcr.io/a/b","tag":"git-0123456789abcdef0123456789abcdef01234567"},"capsule":{"repoURL":"ghcr.io/a/c","digest":"sha256:%2e%2e"}}"#,
+                "capsule.digest",
             ),
         ];
         for (text, field) in cases {

@@ -3,19 +3,24 @@
 //!
 //! - [`api`]: the request code-dot-org's stages send and the answer they read;
 //! - [`allow`]: the repositories the service may contact;
-//! - [`inspect`]: the per-digest, cached part of a verification;
-//! - [`verifier`]: one request, from body to answer;
-//! - [`metrics`]: `GET /metrics`.
+//! - [`inspect`]: the cached part of a verification, by (repository, digest);
+//! - [`verifier`]: one request, from body to answer; [`refusal`]: the answers
+//!   that are not a verdict (400, 403, 502, 503);
+//! - [`signatures`]: signatures found, trusted for a minute;
+//! - [`metrics`]: `GET /metrics`; [`log`]: JSON lines on stdout;
+//! - [`shutdown`]: SIGTERM, the drain, the bounded stop.
 //!
-//! This module is the HTTP edge: axum routes, tower layers bounding body size
-//! and request time, one JSON log line per request (never a header, so never a
-//! credential), and a graceful stop on SIGTERM: stop accepting, finish what is
-//! in flight (up to `--shutdown-grace-seconds`), exit.
+//! This module is the HTTP edge: settings, axum routes, and tower layers
+//! bounding body size and request time.
 
 pub mod allow;
 pub mod api;
 pub mod inspect;
+pub mod log;
 pub mod metrics;
+pub mod refusal;
+pub mod shutdown;
+pub mod signatures;
 pub mod verifier;
 
 use std::net::SocketAddr;
@@ -25,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -36,8 +41,9 @@ use tower_http::timeout::TimeoutLayer;
 
 use self::allow::AllowList;
 use self::api::VerifyResponse;
-use self::inspect::{CacheUse, InspectionCache};
+use self::inspect::InspectionCache;
 use self::metrics::Metrics;
+use self::shutdown::Stopping;
 use self::verifier::{LogFields, Verifier};
 use crate::cli::ServeArgs;
 use crate::failure::{Classify, Failure, FailureKind};
@@ -53,7 +59,7 @@ pub struct ServeSettings {
     pub max_body_bytes: usize,
     pub timeout: Duration,
     pub cache_entries: usize,
-    pub shutdown_grace: Duration,
+    pub stopping: Stopping,
     pub public_key: Option<crate::sign::keys::PublicKey>,
 }
 
@@ -67,7 +73,11 @@ impl ServeSettings {
             Some(path) => {
                 let (credentials, helpers) = Credentials::from_docker_config(path).or_fail(FailureKind::Input)?;
                 for helper in helpers {
-                    eprintln!("warning: registry config {}: {helper} is a credential helper, which this service cannot run; only auths entries are used", path.display());
+                    let message = format!(
+                        "registry config {}: {helper} is a credential helper, which this service cannot run; only auths entries are used",
+                        path.display()
+                    );
+                    log::event("warning", serde_json::json!({"message": message}));
                 }
                 credentials
             }
@@ -75,6 +85,13 @@ impl ServeSettings {
         };
         if args.max_concurrent == 0 {
             return Err(Failure::input(anyhow::anyhow!("--max-concurrent must be at least 1")));
+        }
+        if args.drain_seconds >= args.shutdown_grace_seconds {
+            return Err(Failure::input(anyhow::anyhow!(
+                "--drain-seconds {} must be shorter than --shutdown-grace-seconds {}: after the drain, requests in flight need time to finish",
+                args.drain_seconds,
+                args.shutdown_grace_seconds
+            )));
         }
         Ok(Self {
             listen,
@@ -84,7 +101,7 @@ impl ServeSettings {
             max_body_bytes: args.max_body_bytes,
             timeout: Duration::from_secs(args.timeout_seconds.max(1)),
             cache_entries: args.cache_entries,
-            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+            stopping: Stopping { drain: Duration::from_secs(args.drain_seconds), grace: Duration::from_secs(args.shutdown_grace_seconds) },
             public_key: args
                 .public_key
                 .as_deref()
@@ -98,7 +115,8 @@ impl ServeSettings {
 struct App {
     verifier: Verifier<OciRegistry>,
     metrics: Arc<Metrics>,
-    draining: AtomicBool,
+    /// Set at SIGTERM: `/readyz` answers 503 while `/verify` is still served.
+    draining: Arc<AtomicBool>,
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), Failure> {
@@ -116,48 +134,40 @@ async fn serve(s: ServeSettings) -> Result<(), Failure> {
             allow: s.allow.clone(),
             cache: InspectionCache::new(s.cache_entries),
             metrics: Arc::clone(&metrics),
-            permits: Semaphore::new(s.max_concurrent),
+            permits: Arc::new(Semaphore::new(s.max_concurrent)),
             timeout: s.timeout,
             public_key: s.public_key.clone(),
-            signed: Default::default(),
+            signatures: Default::default(),
         },
         metrics,
-        draining: AtomicBool::new(false),
+        draining: Arc::new(AtomicBool::new(false)),
     });
     let router = router(Arc::clone(&app), &s);
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .map_err(|e| Failure::input(anyhow::Error::new(e).context(format!("--listen {}: cannot listen", s.listen))))?;
     let logins: Vec<&str> = s.credentials.hosts().collect();
-    log_line(&serde_json::json!({
-        "event": "listening",
-        "listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        "allow": s.allow.describe(),
-        "logins": logins,
-        "maxConcurrent": s.max_concurrent,
-        "maxBodyBytes": s.max_body_bytes,
-        "timeoutSeconds": s.timeout.as_secs(),
-        "cacheEntries": s.cache_entries,
-        "publicKey": s.public_key.as_ref().map(|k| k.describe()),
-        "version": crate::core::TOOL_VERSION,
-    }));
-    let stopping = Arc::clone(&app);
-    let grace = s.shutdown_grace;
+    log::event(
+        "listening",
+        serde_json::json!({
+            "listen": listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "allow": s.allow.describe(),
+            "logins": logins,
+            "maxConcurrent": s.max_concurrent,
+            "maxBodyBytes": s.max_body_bytes,
+            "timeoutSeconds": s.timeout.as_secs(),
+            "cacheEntries": s.cache_entries,
+            "drainSeconds": s.stopping.drain.as_secs(),
+            "shutdownGraceSeconds": s.stopping.grace.as_secs(),
+            "publicKey": s.public_key.as_ref().map(|k| k.describe()),
+            "version": crate::core::TOOL_VERSION,
+        }),
+    );
     axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let signal = shutdown_signal().await;
-            stopping.draining.store(true, Ordering::SeqCst);
-            log_line(&serde_json::json!({"event": "draining", "signal": signal, "graceSeconds": grace.as_secs()}));
-            // Requests still running after the grace period are cut off.
-            std::thread::spawn(move || {
-                std::thread::sleep(grace);
-                log_line(&serde_json::json!({"event": "exit", "reason": "shutdown grace period over"}));
-                std::process::exit(0);
-            });
-        })
+        .with_graceful_shutdown(shutdown::listener_closes(Arc::clone(&app.draining), s.stopping))
         .await
         .or_fail(FailureKind::Failed)?;
-    log_line(&serde_json::json!({"event": "stopped"}));
+    log::event("stopped", serde_json::json!({"reason": "every request was answered"}));
     Ok(())
 }
 
@@ -167,23 +177,12 @@ fn router(app: Arc<App>, s: &ServeSettings) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(Arc::clone(&app), log_requests))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), log::requests))
         .layer(DefaultBodyLimit::max(s.max_body_bytes))
         // A backstop for what the handler's own timeout cannot see (a client
         // that sends its body slowly); the handler answers in JSON before it.
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, s.timeout + Duration::from_secs(5)))
         .with_state(app)
-}
-
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        },
-        _ => std::future::pending().await,
-    }
 }
 
 async fn verify(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>) -> Response {
@@ -204,7 +203,7 @@ async fn verify(State(app): State<Arc<App>>, body: Result<Bytes, BytesRejection>
     app.metrics.verification(started.elapsed());
     let mut response = (answer.status, Json(&answer.body)).into_response();
     if !answer.body.ok {
-        response.extensions_mut().insert(Reason(answer.body.reason.clone()));
+        response.extensions_mut().insert(log::Reason(answer.body.reason.clone()));
     }
     response.extensions_mut().insert(answer.log);
     response
@@ -221,53 +220,4 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let text = app.metrics.render(app.verifier.cache.len());
     ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
-}
-
-#[derive(Clone)]
-struct Reason(String);
-
-/// One JSON line per request: what was asked, what came of it, how long it
-/// took. Built from the method, path and what the handler recorded, never
-/// from headers or bodies.
-async fn log_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().to_string();
-    let path: &'static str = match request.uri().path() {
-        "/verify" => "/verify",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/metrics" => "/metrics",
-        _ => "other",
-    };
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    app.metrics.request(path, status);
-    let fields = response.extensions().get::<LogFields>().cloned().unwrap_or_default();
-    let reason = response.extensions().get::<Reason>().map(|r| r.0.clone());
-    let mut line = serde_json::json!({
-        "time": crate::clock::now_rfc3339(),
-        "method": method,
-        "path": path,
-        "status": status,
-        "durationMs": (started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-    });
-    if path == "/verify" {
-        line["capsule"] = fields.capsule.into();
-        line["outcome"] = fields.outcome.into();
-        line["cache"] = match fields.cache {
-            Some(CacheUse::Hit) => "hit",
-            Some(CacheUse::Miss) => "miss",
-            None => "none",
-        }
-        .into();
-        if let Some(reason) = reason {
-            line["reason"] = reason.into();
-        }
-    }
-    log_line(&line);
-    response
-}
-
-fn log_line(value: &serde_json::Value) {
-    println!("{value}");
 }

@@ -44,7 +44,7 @@ fn verify_args(image: &str) -> VerifyArgs {
         image_digest: None,
         output: None,
         public_key: None,
-        auth: RegistryAuthArgs { registry_username: None, registry_password: Some("s3cret".into()) },
+        auth: RegistryAuthArgs { registry_username: None, registry_password: Some("s3cret".into()), registry_login_host: vec![] },
         json: false,
     }
 }
@@ -55,9 +55,22 @@ fn image_must_name_a_release_tag() {
     let s = VerifySettings::resolve(&verify_args("127.0.0.1:5000/acme/app:git-0123456789abcdef0123456789abcdef01234567"), &env).unwrap();
     assert_eq!(s.image.tag.as_deref(), Some("git-0123456789abcdef0123456789abcdef01234567"));
     assert_eq!(s.credentials.username.as_deref(), Some("bot"));
+    assert_eq!(s.credentials.hosts, ["127.0.0.1:5000"], "the login goes to the capsule's registry");
     assert!(!format!("{s:?}").contains("s3cret"));
     for bad in ["127.0.0.1:5000/acme/app:latest", "127.0.0.1:5000/acme/app:git-abc", "127.0.0.1:5000/acme/app"] {
         let e = VerifySettings::resolve(&verify_args(bad), &env).unwrap_err().to_string();
         assert!(e.starts_with("--image"), "{e}");
     }
+}
+
+#[test]
+fn a_login_names_its_registries() {
+    let mut args = verify_args("127.0.0.1:5000/acme/app:git-0123456789abcdef0123456789abcdef01234567");
+    let from_env = |k: &str| (k == "REGISTRY_LOGIN_HOST").then(|| "ghcr.io, 127.0.0.1:5001".to_owned());
+    assert_eq!(VerifySettings::resolve(&args, &from_env).unwrap().credentials.hosts, ["ghcr.io", "127.0.0.1:5001"]);
+    args.auth.registry_login_host = vec!["quay.io".into()];
+    assert_eq!(VerifySettings::resolve(&args, &from_env).unwrap().credentials.hosts, ["quay.io"], "the flag wins");
+    args.auth.registry_login_host = vec!["https://ghcr.io/v2/".into()];
+    let e = VerifySettings::resolve(&args, &|_| None).unwrap_err().to_string();
+    assert!(e.starts_with("--registry-login-host https://ghcr.io/v2/: give a registry host"), "{e}");
 }

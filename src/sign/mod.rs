@@ -18,6 +18,7 @@ use self::keys::{PrivateKey, PublicKey};
 use crate::cancel::Cancel;
 use crate::core::ident::{Digest, Repository};
 use crate::core::manifest::{Descriptor, Manifest, MANIFEST_MEDIA_TYPE};
+use crate::core::tag::Tag;
 use crate::failure::Failure;
 use crate::registry::{RegistryClient, RegistryError};
 use crate::scratch::WorkDir;
@@ -52,8 +53,8 @@ impl Finding {
 
 /// Looks for a valid signature by `key` over `repo@digest`.
 pub async fn find<R: RegistryClient>(registry: &R, repo: &Repository, digest: &Digest, key: &PublicKey) -> Result<Finding, RegistryError> {
-    let tag = payload::signature_tag(digest);
-    let Some(fetched) = registry.manifest(repo, &tag).await? else {
+    let tag = Tag::cosign_signature(digest);
+    let Some(fetched) = registry.manifest(repo, (&tag).into()).await? else {
         return Ok(Finding::Unsigned);
     };
     let Ok(manifest) = serde_json::from_slice::<Manifest>(&fetched.bytes) else {
@@ -113,13 +114,13 @@ pub async fn sign<R: RegistryClient>(
     key: &PrivateKey,
     cancel: &Cancel,
 ) -> Result<Signed, Failure> {
-    let tag = payload::signature_tag(digest);
+    let tag = Tag::cosign_signature(digest);
     let payload_bytes = payload::payload(repo, digest);
     let signature = payload::sign(key, &payload_bytes);
     let ours = payload::signature_layer(&payload_bytes, &signature);
     let work = WorkDir::new()?;
     for _ in 0..MAX_APPEND_TRIES {
-        let existing = registry.manifest(repo, &tag).await.map_err(Failure::from)?;
+        let existing = registry.manifest(repo, (&tag).into()).await.map_err(Failure::from)?;
         let mut layers = match &existing {
             None => Vec::new(),
             Some(fetched) => {
@@ -134,7 +135,7 @@ pub async fn sign<R: RegistryClient>(
             }
         };
         if verify_layers(registry, repo, digest, &key.public, &layers).await.map_err(Failure::from)? == Finding::Signed {
-            return Ok(Signed::AlreadySigned { tag });
+            return Ok(Signed::AlreadySigned { tag: tag.to_string() });
         }
         layers.push(ours.clone());
         let (config, manifest) = payload::signature_manifest(layers);
@@ -143,12 +144,12 @@ pub async fn sign<R: RegistryClient>(
             push_small_blob(registry, repo, blob, work.path()).await?;
         }
         cancel.check(&format!("tagging the signature {}", repo.with_tag(&tag)))?;
-        registry.push_manifest(repo, &tag, MANIFEST_MEDIA_TYPE, &manifest).await.map_err(Failure::from)?;
+        registry.push_manifest(repo, (&tag).into(), MANIFEST_MEDIA_TYPE, &manifest).await.map_err(Failure::from)?;
         // Another signer may have replaced the manifest meanwhile: ours must be in what the tag names now.
-        let now = registry.manifest(repo, &tag).await.map_err(Failure::from)?;
+        let now = registry.manifest(repo, (&tag).into()).await.map_err(Failure::from)?;
         let kept = now.as_ref().and_then(|m| serde_json::from_slice::<Manifest>(&m.bytes).ok()).is_some_and(|m| m.layers.contains(&ours));
         if kept {
-            return Ok(Signed::Pushed { tag, manifest: Digest::of(&manifest) });
+            return Ok(Signed::Pushed { tag: tag.to_string(), manifest: Digest::of(&manifest) });
         }
     }
     Err(Failure::network(anyhow!(
@@ -157,7 +158,7 @@ pub async fn sign<R: RegistryClient>(
     )))
 }
 
-async fn push_small_blob<R: RegistryClient>(registry: &R, repo: &Repository, bytes: &[u8], work: &Path) -> Result<(), Failure> {
+pub(crate) async fn push_small_blob<R: RegistryClient>(registry: &R, repo: &Repository, bytes: &[u8], work: &Path) -> Result<(), Failure> {
     let digest = Digest::of(bytes);
     if registry.blob_exists(repo, &digest).await.map_err(Failure::from)? {
         return Ok(());
@@ -188,7 +189,7 @@ mod tests {
         reg.put_blob(&repo, &other_payload);
         let (config, manifest) = payload::signature_manifest(vec![theirs.clone()]);
         reg.put_blob(&repo, &config);
-        reg.put_manifest(&repo, Some(&payload::signature_tag(&digest)), &manifest, MANIFEST_MEDIA_TYPE);
+        reg.put_manifest(&repo, Some(Tag::cosign_signature(&digest).as_str()), &manifest, MANIFEST_MEDIA_TYPE);
         assert!(matches!(find(&reg, &repo, &digest, &key.public).await.unwrap(), Finding::NotByKey { signatures: 1, .. }));
 
         let cancel = Cancel::never();
@@ -196,7 +197,7 @@ mod tests {
         assert!(matches!(first, Signed::Pushed { .. }), "{first:?}");
         assert_eq!(find(&reg, &repo, &digest, &key.public).await.unwrap(), Finding::Signed);
         let m: Manifest =
-            serde_json::from_slice(&reg.manifest(&repo, &payload::signature_tag(&digest)).await.unwrap().unwrap().bytes).unwrap();
+            serde_json::from_slice(&reg.manifest(&repo, (&Tag::cosign_signature(&digest)).into()).await.unwrap().unwrap().bytes).unwrap();
         assert_eq!(m.layers.len(), 2);
         assert_eq!(m.layers[0], theirs, "the other signer's layer is kept, first");
         let again = sign(&reg, &repo, &digest, &key, &cancel).await.unwrap();

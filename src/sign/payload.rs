@@ -19,12 +19,6 @@ const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// A simple-signing payload is a few hundred bytes; more is not one.
 pub const MAX_PAYLOAD_SIZE: u64 = 64 * 1024;
 
-/// The tag cosign's tag-based discovery gives the signatures of `digest`:
-/// `sha256-<hex>.sig`.
-pub fn signature_tag(digest: &Digest) -> String {
-    format!("sha256-{}.sig", digest.hex())
-}
-
 /// The payload `cosign sign` writes for `repo@digest`, byte for byte: compact
 /// JSON in this key order, `optional` null.
 pub fn payload(repo: &Repository, digest: &Digest) -> Vec<u8> {
@@ -133,7 +127,7 @@ mod tests {
                 r#"{{"critical":{{"identity":{{"docker-reference":"ghcr.io/acme/app-release-capsule"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
             )
         );
-        assert_eq!(signature_tag(&digest), format!("sha256-{}.sig", digest.hex()));
+        assert_eq!(crate::core::tag::Tag::cosign_signature(&digest).as_str(), format!("sha256-{}.sig", digest.hex()));
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::fs;
 use std::io::{self, BufReader};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::anyhow;
 
@@ -34,7 +36,7 @@ pub async fn fetch<C: RegistryClient>(
     // Step 1. A tag is resolved first, so all that follows is fetched by digest.
     let digest = match (&capsule.digest, &capsule.tag) {
         (Some(digest), _) => digest.clone(),
-        (None, Some(tag)) => match client.resolve(repo, tag).await.map_err(Failure::from)? {
+        (None, Some(tag)) => match client.resolve(repo, tag.into()).await.map_err(Failure::from)? {
             Some(digest) => digest,
             None => {
                 checks.that("capsule", false, format_args!("{capsule} in the registry"), "no such tag");
@@ -44,14 +46,16 @@ pub async fn fetch<C: RegistryClient>(
         (None, None) => return Err(Failure::input(anyhow!("{capsule}: give a tag or a digest"))),
     };
     out.digest = Some(digest.clone());
-    let fetched = match client.manifest(repo, digest.as_str()).await {
+    let fetched = match client.manifest(repo, (&digest).into()).await {
         Ok(Some(fetched)) => fetched,
         Ok(None) => {
             checks.that("capsule", false, format_args!("{} in the registry", repo.with_digest(&digest)), "no such manifest");
+            out.unavailable = true;
             return Ok(out);
         }
         Err(RegistryError::Integrity { message, .. }) => {
             checks.that("manifest.digest", false, &digest, message);
+            out.unavailable = true;
             return Ok(out);
         }
         Err(e) => return Err(Failure::from(e)),
@@ -66,6 +70,7 @@ pub async fn fetch<C: RegistryClient>(
         format_args!("{config} in the registry"),
         if config_present { "present" } else { "missing" },
     ) {
+        out.unavailable = true;
         return Ok(out);
     }
 
@@ -75,6 +80,7 @@ pub async fn fetch<C: RegistryClient>(
     let Some((layer_digest, layer_size)) =
         download(client, repo, &manifest.layer_digest, manifest.layer_size, &layer_file, "layer", checks).await?
     else {
+        out.unavailable = true;
         return Ok(out);
     };
     if !verify::check_layer(checks, &manifest, &layer_digest, layer_size) {
@@ -89,6 +95,7 @@ pub async fn fetch<C: RegistryClient>(
         Some((chart_digest, chart_size)) => {
             let chart_file = work.join("chart.tar.gz");
             let Some((digest, size)) = download(client, repo, chart_digest, *chart_size, &chart_file, "chart layer", checks).await? else {
+                out.unavailable = true;
                 return Ok(out);
             };
             if !verify::check_chart_layer(checks, (chart_digest, *chart_size), &digest, size) {
@@ -136,15 +143,23 @@ async fn download<C: RegistryClient>(
 
 /// Unpacks a downloaded layer by the rules of spec section 2; `None` after a
 /// failed check named `what`.
-async fn unpack_checked(archive: &Path, target: &Path, what: &str, checks: &mut Checks) -> Result<Option<Vec<UnpackedFile>>, Failure> {
+pub(super) async fn unpack_checked(
+    archive: &Path,
+    target: &Path,
+    what: &str,
+    checks: &mut Checks,
+) -> Result<Option<Vec<UnpackedFile>>, Failure> {
     let unreadable = {
         let path = archive.display().to_string();
         move |e: io::Error| Failure::failed(anyhow::Error::new(e).context(format!("{path}: cannot be read")))
     };
     let (source, dest) = (archive.to_owned(), target.to_owned());
+    // Dropping this future (a request that timed out) stops the unpack at its next read.
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let stopped = Arc::clone(&stop.0);
     let unpacked = blocking(move || -> Result<Result<Vec<UnpackedFile>, UnpackError>, io::Error> {
         let layer = fs::File::open(&source)?;
-        Ok(unpack::unpack(BufReader::new(layer), &dest))
+        Ok(unpack::unpack_until(BufReader::new(layer), &dest, &stopped))
     })
     .await?
     .map_err(&unreadable)?;
@@ -154,12 +169,21 @@ async fn unpack_checked(archive: &Path, target: &Path, what: &str, checks: &mut 
             checks.that(what, true, expected, format_args!("{} files", files.len()));
             Ok(Some(files))
         }
-        Err(e @ (UnpackError::Write { .. } | UnpackError::OutputNotEmpty { .. } | UnpackError::OutputIsLink { .. })) => {
-            Err(Failure::failed(e))
-        }
+        Err(
+            e @ (UnpackError::Write { .. } | UnpackError::OutputNotEmpty { .. } | UnpackError::OutputIsLink { .. } | UnpackError::Stopped),
+        ) => Err(Failure::failed(e)),
         Err(e) => {
             checks.that(what, false, expected, format_args!("{:#}", anyhow::Error::new(e)));
             Ok(None)
         }
+    }
+}
+
+/// Sets its flag when dropped: the blocking work watching it stops.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }

@@ -7,9 +7,12 @@
 
 mod fetch;
 
+use std::any::Any;
 use std::fs;
+use std::future::Future;
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::anyhow;
 
@@ -17,6 +20,7 @@ pub use self::fetch::fetch;
 use crate::core::ident::{Digest, Repository};
 use crate::core::reference::Reference;
 use crate::core::release::ReleaseDoc;
+use crate::core::tag::Tag;
 use crate::core::unpack::UnpackedFile;
 use crate::core::verify::{self, CapsuleManifest, ChartLayerFiles, Checks, Expectations};
 use crate::failure::Failure;
@@ -40,6 +44,11 @@ pub struct Fetched {
     pub digest: Option<Digest>,
     /// Set only when every check of steps 1 to 3 passed.
     pub unpacked: Option<Unpacked>,
+    /// Something the capsule names was absent from the registry, or came back
+    /// not matching its digest: the checks failed on what the registry served,
+    /// not on the capsule's content, so the outcome says nothing lasting about
+    /// the digest (the verifier service never caches it).
+    pub unavailable: bool,
 }
 
 /// What `verify` found. Verified when every check passed.
@@ -68,9 +77,27 @@ pub struct Pulled {
     pub file_count: usize,
 }
 
+tokio::task_local! {
+    /// What bounds the caller's concurrent work (the verifier service's
+    /// permit). Blocking work started under it holds a share, so the bound is
+    /// released when that work has really ended, not when the request that
+    /// started it gave up waiting.
+    static LEASE: Arc<dyn Any + Send + Sync>;
+}
+
+/// Runs `work` with `lease` held by every blocking job it starts, until each ends.
+pub async fn holding<F: Future>(lease: Arc<dyn Any + Send + Sync>, work: F) -> F::Output {
+    LEASE.scope(lease, work).await
+}
+
 /// Runs blocking file work (hashing, unpacking) off the async workers.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Failure> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Failure::failed(anyhow!("a worker thread failed: {e}")))
+    let lease = LEASE.try_with(Arc::clone).ok();
+    let job = move || {
+        let _lease = lease;
+        f()
+    };
+    tokio::task::spawn_blocking(job).await.map_err(|e| Failure::failed(anyhow!("a worker thread failed: {e}")))
 }
 
 /// What a verification asks: is `capsule` the release of `image` (a
@@ -111,16 +138,15 @@ pub async fn verify_as_named<C: RegistryClient>(
         let doc = crate::core::release::parse(&fs::read_to_string(tree.join(crate::core::release::RELEASE_FILE)).ok()?).ok()?;
         let repo: Repository = doc.image.repo_url.as_deref()?.parse().ok()?;
         let sha: crate::core::ident::GitSha = doc.git_commit.as_deref()?.parse().ok()?;
-        Some(Reference { repo, tag: Some(sha.tag()), digest: None })
+        Some((Reference { repo, tag: Some(Tag::from(&sha)), digest: None }, Tag::from(&sha)))
     });
-    let Some(image) = named else {
+    let Some((image, tag)) = named else {
         if fetched.unpacked.is_some() {
             checks.that("release.yaml", false, "image.repoURL and gitCommit naming the release's image", "missing or invalid");
         }
         let verdict = Verdict { capsule: capsule.clone(), digest: fetched.digest, release: None, resolved_image_digest: None, checks };
         return Ok((verdict, Vec::new()));
     };
-    let tag = image.tag.clone().unwrap_or_default();
     let q = Question { capsule, image: &image, image_digest: None, public_key };
     check_fetched(client, q, tag, fetched, tree, checks).await
 }
@@ -129,7 +155,7 @@ pub async fn verify_as_named<C: RegistryClient>(
 async fn check_fetched<C: RegistryClient>(
     client: &C,
     q: Question<'_>,
-    image_tag: String,
+    image_tag: Tag,
     fetched: Fetched,
     tree: &Path,
     mut checks: Checks,
@@ -139,11 +165,11 @@ async fn check_fetched<C: RegistryClient>(
     if let Some(unpacked) = fetched.unpacked {
         let expect = Expectations {
             image: image.repo.clone(),
-            resolved_image_digest: client.resolve(&image.repo, &image_tag).await.map_err(Failure::from)?,
-            image_tag,
+            resolved_image_digest: client.resolve(&image.repo, (&image_tag).into()).await.map_err(Failure::from)?,
+            image_tag: image_tag.to_string(),
             image_digest: q.image_digest.cloned(),
             capsule: capsule.repo.clone(),
-            capsule_tag: capsule.tag.clone(),
+            capsule_tag: capsule.tag.as_ref().map(Tag::to_string),
         };
         // Only listed files are read: unpack made them, as regular files, under `tree`.
         let read = |path: &str| fs::read(tree.join(path)).ok();

@@ -88,13 +88,13 @@ impl World {
     }
 
     fn capsule_ref(&self, tag: &str) -> Reference {
-        Reference { repo: self.capsule.clone(), tag: Some(tag.to_owned()), digest: None }
+        Reference { repo: self.capsule.clone(), tag: Some(tag.parse().unwrap()), digest: None }
     }
     fn by_digest(&self, digest: Digest) -> Reference {
         Reference { repo: self.capsule.clone(), tag: None, digest: Some(digest) }
     }
     fn image_ref(&self) -> Reference {
-        Reference { repo: self.image.clone(), tag: Some(format!("git-{SHA}")), digest: None }
+        Reference { repo: self.image.clone(), tag: Some(format!("git-{SHA}").parse().unwrap()), digest: None }
     }
 
     async fn verify(&self, capsule: &Reference, image_digest: Option<&Digest>, output: Option<&Path>) -> Result<Verdict, Failure> {
@@ -228,7 +228,7 @@ async fn what_the_registry_serves_is_hashed_here_too() {
     // A client that skips its own checks still cannot slip a wrong layer or manifest past.
     let w = World::with(MemoryRegistry::careless());
     let good = w.publish(&tag(), |_| {});
-    let fetched = w.reg.manifest(&w.capsule, good.as_str()).await.unwrap().unwrap();
+    let fetched = w.reg.manifest(&w.capsule, (&good).into()).await.unwrap().unwrap();
     let m: Manifest = serde_json::from_slice(&fetched.bytes).unwrap();
     let layer_digest: Digest = m.layers[0].digest.parse().unwrap();
     let mut evil = fs::read(w.tmp.path().join("chart/values.yaml")).unwrap();
@@ -310,4 +310,48 @@ async fn pull_unpacks_good_capsules_and_refuses_unsafe_archives() {
     );
     assert!(!out.exists());
     assert_eq!(w.listing(), before);
+}
+
+#[tokio::test]
+async fn blocking_work_holds_the_lease_until_it_has_ended() {
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let permit = Arc::new(Arc::clone(&permits).acquire_owned().await.unwrap());
+    let (finish, finished) = std::sync::mpsc::channel::<()>();
+    let work = holding(permit, blocking(move || finished.recv().ok()));
+    // The caller gives up (its request timed out): its future is dropped.
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(20), work).await.is_err());
+    assert_eq!(permits.available_permits(), 0, "the blocking work still runs, so the permit is still taken");
+    finish.send(()).unwrap();
+    let back = tokio::time::timeout(std::time::Duration::from_secs(30), permits.acquire()).await;
+    assert!(back.is_ok(), "given back once the work ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpack_whose_request_gave_up_stops_and_then_gives_its_permit_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = dir.path().join("layer.tar.gz");
+    let files = 9_000;
+    fs::write(&layer, crate::core::unpack::tests::many_files(files)).unwrap();
+    let permits = Arc::new(tokio::sync::Semaphore::new(1));
+    let permit = Arc::new(Arc::clone(&permits).acquire_owned().await.unwrap());
+    let tree = dir.path().join("tree");
+    let mut checks = Checks::default();
+    let unpack = fetch::unpack_checked(&layer, &tree, "layer archive", &mut checks);
+    // The request times out while the unpack runs on a blocking thread: its future is dropped.
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(1), holding(permit, unpack)).await;
+    assert!(gave_up.is_err(), "9,000 files are not written in a millisecond");
+    let back = tokio::time::timeout(std::time::Duration::from_secs(60), permits.acquire()).await;
+    assert!(back.is_ok(), "the permit came back once the unpack ended");
+    let written = fs::read_dir(tree.join("d")).map_or(0, |d| d.count());
+    assert!(written < files, "the unpack ran on after its request gave up: {written} of {files} files written");
+}
+
+#[test]
+fn layer_0_adds_exactly_its_own_entries_to_the_package() {
+    // What the package walk's limit assumes (package::MAX_PACKAGE_ENTRIES).
+    let w = World::new();
+    let package = w.package();
+    let r = w.release(&package, |_| {});
+    let docs = capsule::documents(&r, &package, "chart", None, None).unwrap();
+    assert_eq!(capsule::entries(&r, &package, &docs).len(), package.entries.len() + package::CAPSULE_OWN_ENTRIES);
 }

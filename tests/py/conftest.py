@@ -203,8 +203,8 @@ def world(registry, repo_name, skopeo, run_cli, repo_root, tmp_path) -> World:
 def serve(bin_path, cli_env):
     started: list[Server] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> Server:
-        s = Server(bin_path, *args, env={**cli_env, **(env or {})})
+    def start(*args: str, env: dict[str, str] | None = None, preexec_fn=None) -> Server:
+        s = Server(bin_path, *args, env={**cli_env, **(env or {})}, preexec_fn=preexec_fn)
         started.append(s)
         return s
 
@@ -332,3 +332,39 @@ def skopeo() -> str:
     if path is None:
         pytest.skip("skopeo not installed; run scripts/bootstrap")
     return path
+
+
+# -- the action image under podman (test_container.py, test_image.py) ----------------
+
+@pytest.fixture(scope="session")
+def podman():
+    """podman and buildah with the settings these machines need (harness/container.py)."""
+    from harness.container import Podman
+    from runner_support import unavailable
+
+    p = Podman()
+    problem = p.problem()
+    if problem:
+        unavailable(problem)
+    return p
+
+
+@pytest.fixture(scope="session")
+def action_image(podman, bin_path: Path) -> Iterator[str]:
+    """scripts/image --binary <the test binary> TAG, once per session: the tag
+    (removed afterwards) of the Dockerfile's final stage around the test binary."""
+    from runner_support import is_static, unavailable
+
+    if not is_static(bin_path):
+        unavailable(f"{bin_path} is dynamically linked and the image has no loader; build it as scripts/test "
+                    "does (-C target-feature=+crt-static)")
+    problem = podman.cannot_run(bin_path)
+    if problem:
+        unavailable(problem)
+    # From here on, whatever goes wrong is the image's fault, and fails the tests.
+    tag = f"localhost/release-capsule-test:{uuid.uuid4().hex[:8]}"
+    podman.build(tag, bin_path)
+    try:
+        yield tag
+    finally:
+        podman.remove_image(tag)

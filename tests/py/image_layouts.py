@@ -13,6 +13,7 @@ import io
 import json
 import os
 import random
+import subprocess
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,3 +176,19 @@ def multi_arch(dest: Path, *, tag: str | None = None,
         top["annotations"] = {REF_NAME: tag}
     w.index_json([top])
     return Layout(dest, i["digest"], OCI_INDEX, w.blobs)
+
+
+def from_container_storage(image: str, dest: Path, env: dict[str, str]) -> tuple[dict, dict, list[Path]]:
+    """``image`` copied out of local container storage (where buildah and podman
+    keep it) as a registry serves it, layers gzip-compressed as docker and buildx
+    push them: an OCI layout at ``dest``, tagged ``image``. ``env`` is podman's
+    (harness.container.Podman.env). Returns (manifest, config, layer blob paths)."""
+    copy = subprocess.run(["skopeo", "copy", "--quiet", "--dest-compress", "--dest-compress-format", "gzip",
+                           f"containers-storage:{image}", f"oci:{dest}:image"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    if copy.returncode != 0:
+        raise AssertionError(f"skopeo copy containers-storage:{image} failed: {copy.stderr}")
+    index = json.loads((dest / "index.json").read_text())
+    manifest = json.loads(blob_path(dest, index["manifests"][0]["digest"]).read_text())
+    config = json.loads(blob_path(dest, manifest["config"]["digest"]).read_text())
+    return manifest, config, [blob_path(dest, layer["digest"]) for layer in manifest["layers"]]

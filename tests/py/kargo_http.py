@@ -15,6 +15,25 @@ Only what this one stage's template uses is evaluated: string keys, and values
 that are `imageFrom(vars.X).Field`, `vars.X` or `outputs['step'].field`. A
 template that uses anything else fails here loudly, which is the point: the
 stage file is the compatibility contract.
+
+What Kargo does with an answer (akuity/kargo pkg/promotion/runner/builtin/
+http_requester.go; the engine in pkg/promotion/local_orchestrator.go and
+pkg/controller/promotions), as ``HttpStep.outcome`` tells it. With both
+expressions set, as the stages set them, this is the same from v1.3 to v1.11;
+with one or neither set it is v1.8's (before v1.8 the missing expression was
+the negation of the other, so nothing stayed Running):
+- failureExpression true (checked first): the step Fails with a terminal error,
+  and the Promotion fails at once: no retry, whatever ``retry`` says;
+- else successExpression true: the step Succeeds;
+- neither expression set: 2xx succeeds, anything else is a failure to retry;
+- else (an expression is set and nothing matched): the step stays Running and
+  is run again (after ``pollInterval``, default 30 s, from v1.11; every 5
+  minutes before) until ``retry.timeout`` has passed since it started; then it
+  is Errored and the Promotion fails;
+- no answer at all (connection refused or reset, the step's ``timeout``): an
+  error that is not terminal; it counts toward ``retry.errorThreshold``
+  (default 1 for the http step: the first one fails the Promotion), and until
+  then the step is run again with the controller's backoff.
 """
 
 from __future__ import annotations
@@ -42,6 +61,7 @@ class HttpStep:
 
     config: dict
     vars: dict[str, str]
+    retry: dict | None = None
 
     @classmethod
     def load(cls, stage: Path = STAGE, alias: str = "verify-release") -> "HttpStep":
@@ -49,7 +69,39 @@ class HttpStep:
         spec = doc["spec"]["promotionTemplate"]["spec"]
         variables = {v["name"]: v["value"] for v in spec.get("vars", [])}
         step = next(s for s in spec["steps"] if s.get("uses") == "http" and s.get("as") == alias)
-        return cls(step["config"], variables)
+        return cls(step["config"], variables, step.get("retry"))
+
+    @property
+    def error_threshold(self) -> int:
+        """``retry.errorThreshold``; 0 or unset is the http step's default, 1."""
+        return int((self.retry or {}).get("errorThreshold") or 1)
+
+    @property
+    def timeout(self) -> str | None:
+        """``retry.timeout``: how long a Running step is run again; None is the step's default (none)."""
+        return (self.retry or {}).get("timeout")
+
+    def outcome(self, status: int, body: Any) -> str:
+        """What Kargo makes of an answer: "failed" (terminal, the Promotion fails),
+        "succeeded", "failed-retried" (no expressions, non-2xx) or "running" (run
+        again until retry.timeout). Failure is checked before success, as Kargo does."""
+        env = {"response": _Obj({"status": status, "body": body, "headers": {}})}
+        success = _evaluate(self.config["successExpression"], env) if self.config.get("successExpression") else None
+        failure = _evaluate(self.config["failureExpression"], env) if self.config.get("failureExpression") else None
+        if failure:
+            return "failed"
+        if success:
+            return "succeeded"
+        if success is None and failure is None:
+            return "succeeded" if 200 <= status < 300 else "failed-retried"
+        return "running"
+
+    def error_message(self, status: int, body: Any) -> str:
+        """The message Kargo puts on a failed step: errorExpression's string, if any."""
+        env = {"response": _Obj({"status": status, "body": body, "headers": {}})}
+        message = _evaluate(self.config["errorExpression"], env) if self.config.get("errorExpression") else None
+        suffix = f": {json.dumps(message)}" if isinstance(message, str) and message else ""
+        return f"HTTP ({status}) response met failure criteria{suffix}"
 
     def body(self, images: dict[str, dict[str, str]], outputs: dict[str, dict[str, str]]) -> bytes:
         """The bytes Kargo sends. ``images`` is what imageFrom(repo) returns, by
@@ -79,6 +131,26 @@ class HttpStep:
         failure = bool(_evaluate(self.config["failureExpression"], env))
         outputs = {o["name"]: _unwrap(_evaluate(o["fromExpression"], env)) for o in self.config.get("outputs", [])}
         return success, failure, outputs
+
+
+def response_body(content_type: str, raw: bytes) -> Any:
+    """``response.body`` as Kargo builds it (buildExprEnv): empty is ``{}``;
+    application/json must parse (else the step is Errored); YAML types are
+    parsed as YAML, text/plain is a string; any other type is parsed if it is
+    valid JSON and is ``{}`` if not (an HTML error page from a proxy)."""
+    media = content_type.split(";")[0].strip().lower()
+    if not raw:
+        return {}
+    if media == "application/json":
+        return json.loads(raw)  # an error here is Kargo's "failed to parse JSON response"
+    if media in ("application/yaml", "text/yaml", "application/x-yaml"):
+        return yaml.safe_load(raw)
+    if media == "text/plain":
+        return raw.decode()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {}
 
 
 def go_json(value: Any) -> str:

@@ -11,7 +11,9 @@ registry, each with its own release of the same commit:
 
 The rule checked (spec section 7, "Concurrency"): among runs of different
 releases exactly one reports success, and the tag names that run's digest at
-the end; every other run exits 1 naming both digests.
+the end; every other run exits 1 naming both digests. Among runs of the same
+release all succeed, and at most one reports `published=true` (only a run whose
+own PUT made the tag name its digest), and at most one `imagePushed=true`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class PairResult:
         if self.kind == "same":
             if self.successes != len(self.runs):
                 out.append("a run of the same release failed")
+            for key in ("published", "imagePushed"):
+                if self.claimed(key) > 1:
+                    out.append(f"{self.claimed(key)} runs reported {key}=true")
             return out
         if self.successes != 1:
             out.append(f"{self.successes} runs reported success")
@@ -72,6 +77,10 @@ class PairResult:
             if not named:
                 out.append(f"a losing run did not name the digest the tag holds: {loser.stderr.strip()[-300:]}")
         return out
+
+    def claimed(self, key: str = "published") -> int:
+        """How many runs reported ``key`` (published, imagePushed) true."""
+        return sum(bool(r.report and r.report[key]) for r in self.runs)
 
     @property
     def raced(self) -> bool:

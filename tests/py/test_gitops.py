@@ -225,7 +225,7 @@ def test_a_commit_in_between_is_kept_and_the_export_lands_on_top(world, gitops, 
     fake_github.git.before_ref_update = someone_else_commits
     p = export(cli, f"{world.capsule}:{TAG}")
     assert p.returncode == 0, p.stderr
-    assert "planning again on the new head" in p.stderr
+    assert "moved to" in p.stderr and "planning again" in p.stderr, p.stderr
     co = clone(gitops.path, tmp_path / "co")
     ours = log(co)[0]
     assert git(co, "rev-parse", f"{ours}^").strip() == theirs[0], "ours is on top of theirs"
@@ -300,11 +300,19 @@ def test_a_gate_record_is_written_once_and_satisfies_the_production_stage(world,
     assert evaluate(validation, variables, images, {**outputs, "legacy-gate": {**gate, "revision": OTHER_SHA}}) \
         == "./capsule/__validation_failed__", "and would not for another revision"
 
-    # A re-run (a later time) keeps the record as it is, mergedAt included: no commit.
+    # A re-run of the same push: no commit.
     count = commit_count(gitops)
-    p = record_gate(cli, "--merged-at", "2026-11-22T00:00:00Z")
+    p = record_gate(cli, "--merged-at", "2026-11-20T10:30:00Z")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["commit"] is None and commit_count(gitops) == count
+    # The same revision pushed again later: the record is kept as it is,
+    # mergedAt included; current.yaml says when the branch got it last.
+    p = record_gate(cli, "--merged-at", "2026-11-22T00:00:00Z")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["written"] == [current]
+    co = clone(gitops.path, tmp_path / "again")
+    assert (co / merged).read_text() == expected
+    assert (co / current).read_text() == expected.replace("2026-11-20T10:30:00Z", "2026-11-22T00:00:00Z")
 
 
 # -- bad input ---------------------------------------------------------------------------

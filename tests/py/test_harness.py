@@ -300,6 +300,25 @@ def test_proxy_drains_body_before_faulting(evil_registry, fault_proxy):
     assert json.loads(body)["errors"][0]["code"] == "UNAVAILABLE"
 
 
+def test_proxy_sends_html_502s_cuts_answers_off_and_stalls(evil_registry, fault_proxy):
+    layer = build_layer(sample_capsule_files())
+    digest = evil_registry.add_blob(layer)
+    path = f"/v2/x/blobs/{digest}"
+    proxy = fault_proxy(evil_registry, fault_rate=1.0, fault_statuses=(502,))
+    status, headers, body = http_request(proxy.host, "GET", path)
+    assert (status, headers["Content-Type"]) == (502, "text/html") and body.startswith(b"<html>"), body
+    proxy.fault_rate, proxy.cut_rate = 0.0, 1.0
+    with pytest.raises(http.client.IncompleteRead) as cut:
+        http_request(proxy.host, "GET", path)
+    assert len(cut.value.partial) == len(layer) // 2, "half the body, then the connection ends"
+    assert http_request(proxy.host, "HEAD", path)[0] == 200, "only a GET's answer is cut"
+    proxy.cut_rate, proxy.stall_rate, proxy.stall_seconds = 0.0, 1.0, 0.5
+    started = time.monotonic()
+    assert http_request(proxy.host, "GET", path)[2] == layer, "a stall answers in the end"
+    assert time.monotonic() - started >= 0.5
+    assert proxy.faults_by_kind() == {"502-html": 1, "cut": 1, "stall": 1}
+
+
 # -- evil registry and builders ---------------------------------------------------
 
 def test_evil_registry_serves_what_it_is_given(evil_registry, tmp_path, skopeo):

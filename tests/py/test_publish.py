@@ -75,6 +75,12 @@ def test_publish_pushes_image_layout_then_capsule_and_skopeo_reads_both(registry
     client = registry.client()
     assert client.manifest_digest(repo_name, TAG) == layout.digest
     assert client.manifest_digest(capsule_repo(repo_name), TAG) == out["digest"]
+    # The image repository is the user's, read by tools we do not control: it
+    # gets the image tag and nothing else. The claim registers of both tags
+    # (src/commands/publish/claim.rs) are in the capsule repository.
+    assert client.tags(repo_name) == [TAG]
+    claims = sorted(f"sha256-{d.removeprefix('sha256:')}.claim" for d in (out["digest"], layout.digest))
+    assert sorted(client.tags(capsule_repo(repo_name))) == sorted([TAG, *claims])
     for blob in layout.blob_digests:  # every layer, config and manifest made it
         found = client.head_manifest(repo_name, blob) if blob == layout.digest else client.request("HEAD", f"/v2/{repo_name}/blobs/{blob}")
         assert found.status == 200, blob

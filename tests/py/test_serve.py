@@ -21,28 +21,9 @@ import pytest
 
 from harness import BackgroundServer, QuietHandler, free_port
 from harness.evil_registry import build_layer, capsule_annotations, capsule_manifest, package_tree_digest, sha256_digest
-from kargo_http import HttpStep
+from kargo_http import HttpStep, response_body
+from serve_support import DEPLOY, KUSTOMIZATION, STEP, allow, behind, judged, stage_body
 from verify_support import CREATED, SHA, TAG, World, app_image_layout, skopeo_push
-
-STEP = HttpStep.load()
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kargo"
-KUSTOMIZATION = b"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - base\n"
-
-
-def stage_body(world: World, capsule_repo: str | None = None, *, release: dict | None = None, image_digest: str | None = None) -> bytes:
-    """The body the Kustomize stage's http step sends for this world's release."""
-    capsule_repo = capsule_repo or world.capsule
-    step = HttpStep(STEP.config, {**STEP.vars, "imageRepo": world.image, "capsuleRepo": capsule_repo})
-    images = {world.image: {"RepoURL": world.image, "Tag": TAG, "Digest": image_digest or world.image_digest}}
-    parsed = {
-        "gitCommit": SHA, "imageRepo": world.image, "imageTag": TAG, "imageDigest": world.image_digest,
-        "packageKind": world.kind, "packagePath": f"package/{world.kind}", **(release or {}),
-    }
-    return step.body(images, {"capsule-release": parsed})
-
-
-def judged(status: int, answer: dict) -> tuple[bool, bool, dict]:
-    return STEP.judge(status, answer)
 
 
 @pytest.fixture
@@ -56,19 +37,6 @@ def kustomize_world(registry, repo_name, skopeo, run_cli, tmp_path) -> World:
     w = World(registry, skopeo, run_cli, base, tmp_path, image, f"{image}-release-capsule", "", kind="kustomize")
     w.image_digest = w.push_image_tag(TAG)
     return w
-
-
-def allow(world: World) -> list[str]:
-    return ["--allow", world.image, "--allow", world.capsule]
-
-
-def behind(proxy, world: World) -> World:
-    """The same world reached through ``proxy``: names (and so the capsule's
-    release.yaml) use the proxy's host, and the image is pushed through it."""
-    view = World(world.registry, world.skopeo, world.run_cli, world.chart, world.tmp,
-                 world.image.replace(world.registry.host, proxy.host), world.capsule.replace(world.registry.host, proxy.host), "")
-    view.image_digest = view.push_image_tag(TAG)
-    return view
 
 
 # -- the stage's request, unchanged ---------------------------------------------
@@ -109,7 +77,7 @@ def test_the_small_form_by_digest_and_a_helm_capsule(world, serve):
 
 def documented(stage: str, world: World, capsule_digest: str | None = None) -> tuple[HttpStep, bytes]:
     step = HttpStep.load(DEPLOY / stage)
-    step = HttpStep(step.config, {**step.vars, "imageRepo": world.image, "capsuleRepo": world.capsule})
+    step = HttpStep(step.config, {**step.vars, "imageRepo": world.image, "capsuleRepo": world.capsule}, step.retry)
     images = {world.image: {"RepoURL": world.image, "Tag": TAG, "Digest": world.image_digest},
               world.capsule: {"RepoURL": world.capsule, "Tag": TAG, "Digest": capsule_digest or ""}}
     return step, step.body(images, {})
@@ -127,14 +95,35 @@ def test_the_documented_stages_verify_first_and_retry_an_outage(stage, world, ku
     assert (success, failure) == (True, False)
     assert outputs["capsuleDigest"] == digest, "the download that follows uses the verified digest"
     assert {v for k, v in outputs.items() if k.lower().endswith("packagekind")} == {w.kind}
-    # A registry outage (503, 502) is neither: Kargo keeps the step Running and retries it.
-    for outage in (502, 503):
-        assert step.judge(outage, VerifyFailure.body(outage))[:2] == (False, False)
-    # A failed verification or a refused request ends the promotion.
-    for final in (400, 403, 422):
-        assert step.judge(final, VerifyFailure.body(final))[:2] == (False, True)
-    # The stage's own expression (today's file) fails an outage terminally instead.
-    assert STEP.judge(503, VerifyFailure.body(503))[:2] == (False, True)
+    assert step.outcome(status, answer) == "succeeded"
+    # A registry outage or the service's own fault (502, 503), or anything in front of
+    # it that says "later" (504, 429, 408): Kargo keeps the step Running and runs it
+    # again until retry.timeout.
+    for later in (502, 503, 504, 429, 408):
+        assert step.outcome(later, VerifyFailure.body(later)) == "running", later
+    html = response_body("text/html", b"<html><title>502 Bad Gateway</title></html>")
+    assert html == {} and step.outcome(502, html) == "running", "an HTML page from a proxy too"
+    assert step.outcome(503, response_body("", b"")) == "running", "the service's own backstop timeout (an empty 503)"
+    assert step.timeout == "10m"
+    # A failed verification, a refused request, a wrong URL: the promotion fails at once.
+    for final in (400, 401, 403, 404, 413, 422, 500):
+        assert step.outcome(final, VerifyFailure.body(final)) == "failed", final
+    # No errorExpression: Kargo before v1.11 refuses the field (see the stage's comment).
+    assert "errorExpression" not in step.config
+    assert step.error_message(422, VerifyFailure.body(422)) == "HTTP (422) response met failure criteria"
+    # No answer at all (the pod went away mid-rollout): errors, a few of which are ridden out.
+    assert step.error_threshold == 5
+
+
+def test_the_consumer_stage_fails_the_promotion_on_an_outage():
+    """code-dot-org's stage as it is today (../shared/consumers): its
+    failureExpression `response.status >= 400 || response.body.ok == false`
+    is true for a 502 or 503, so Kargo fails the promotion at once, without a
+    retry. deploy/kargo's stages are the fix."""
+    assert STEP.outcome(503, VerifyFailure.body(503)) == "failed"
+    assert STEP.outcome(502, response_body("text/html", b"<html>")) == "failed"
+    assert STEP.outcome(200, {"ok": True}) == "succeeded"
+    assert STEP.error_threshold == 1 and STEP.timeout is None
 
 
 class VerifyFailure:

@@ -7,6 +7,7 @@
 
 mod event;
 pub mod gitops;
+pub mod preview;
 
 use std::path::{Component, Path, PathBuf};
 
@@ -147,6 +148,8 @@ pub struct ActionSettings {
     pub gitops: Option<gitops::GitOpsPlan>,
     /// Why configured GitOps records are not written on this run.
     pub gitops_notes: Vec<String>,
+    /// The pull-request preview, when configured (spec section 13).
+    pub preview: preview::PreviewPlan,
     pub debug: bool,
     pub output_file: Option<PathBuf>,
     pub summary_file: Option<PathBuf>,
@@ -298,10 +301,14 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
     let credentials = RegistryCredentials {
         username: input(env, "registry-username").or_else(|| var(env, "GITHUB_ACTOR")),
         password: input(env, "registry-password").or_else(|| token.clone()),
+        // The login goes to the capsule's registry only, as the CLI's does.
+        hosts: vec![capsule.registry().to_owned()],
     };
     let payload_commit_date = if event == Event::Push { push_commit_date(payload, &sha) } else { None };
     let api_url = api_url(env)?;
     let (gitops, gitops_notes) = gitops::resolve(env, &event, payload, push, token.as_deref(), &api_url, run_url.as_deref())?;
+    let fork = event.is_pull_request() && is_fork(payload);
+    let preview = preview::resolve(env, &event, payload, fork, token.as_deref(), &workspace, package_kind)?;
 
     let capsule_settings = CapsuleSettings {
         sha,
@@ -330,9 +337,10 @@ pub fn resolve(env: Env, payload_text: Option<&str>) -> Result<ActionSettings, A
             allow_missing_image: !push && event.is_pull_request(),
             signing_key: signing_key(env, &workspace)?.map(std::sync::Arc::new),
         },
-        fork: event.is_pull_request() && is_fork(payload),
+        fork,
         gitops,
         gitops_notes,
+        preview,
         event,
         package_repo_path,
         github: GitHubSettings {

@@ -6,6 +6,7 @@
 use anyhow::{anyhow, Context};
 
 use super::settings::{target, GitOpsTarget};
+use crate::cancel::Cancel;
 use crate::cli::{ExportFreightArgs, OnConflict};
 use crate::core::ident::{Digest, GitSha, Repository};
 use crate::core::package::PackageKind;
@@ -36,13 +37,14 @@ pub struct ExportSettings {
 impl ExportSettings {
     pub fn resolve(args: &ExportFreightArgs, env: Env) -> Result<Self, anyhow::Error> {
         let capsule: Reference = args.capsule.trim().parse().context("--capsule")?;
+        let credentials = RegistryCredentials::resolve(&args.auth, env, &capsule.repo)?;
         Ok(Self {
             capsule,
             dir: target("--freight-path", &args.freight_path)?,
             overwrite: args.on_conflict == OnConflict::Overwrite,
             force_current: args.force_current,
             public_key: args.public_key.as_deref().map(|p| public_key_file("--public-key", p)).transpose()?,
-            credentials: RegistryCredentials::resolve(&args.auth, env),
+            credentials,
             target: GitOpsTarget::resolve(&args.gitops, env)?,
             json: args.gitops.json,
         })
@@ -88,18 +90,20 @@ fn facts(doc: &ReleaseDoc, capsule: &Repository, digest: &Digest) -> anyhow::Res
     })
 }
 
-pub async fn execute<C: RegistryClient>(s: &ExportSettings, client: &C) -> Result<(), Failure> {
-    let release = freight_from_capsule(client, &s.capsule, s.public_key.as_ref()).await?;
+pub async fn execute<C: RegistryClient>(s: &ExportSettings, client: &C, cancel: &Cancel) -> Result<(), Failure> {
+    let verifying = format!("verifying {} (nothing was committed)", s.capsule);
+    let release = cancel.guard(&verifying, freight_from_capsule(client, &s.capsule, s.public_key.as_ref())).await?;
     let export = FreightExport { dir: s.dir.clone(), release, overwrite: s.overwrite, force_current: s.force_current };
-    let written = super::write(&s.target, &[Record::Freight(export)], super::stderr_notify()).await?;
+    let written = super::write(&s.target, &[Record::Freight(export)], super::stderr_notify(), cancel).await?;
     super::print(&written, s.json);
     Ok(())
 }
 
 pub fn run(args: &ExportFreightArgs, env: Env) -> Result<(), Failure> {
     let s = ExportSettings::resolve(args, env).or_fail(FailureKind::Input)?;
-    crate::commands::block_on(async {
+    let s = &s;
+    crate::commands::block_on_with_signals(|cancel| async move {
         let client = crate::commands::pull::connect(&s.credentials)?;
-        execute(&s, &client).await
+        execute(s, &client, &cancel).await
     })
 }

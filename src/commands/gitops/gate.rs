@@ -42,8 +42,9 @@ impl GateSettings {
 pub fn run(args: &RecordGateArgs, env: Env) -> Result<(), Failure> {
     let now = crate::clock::now_created().or_fail(FailureKind::Failed)?;
     let s = GateSettings::resolve(args, env, now).or_fail(FailureKind::Input)?;
-    crate::commands::block_on(async {
-        let written = super::write(&s.target, &[Record::Gate(s.gate.clone())], super::stderr_notify()).await?;
+    let s = &s;
+    crate::commands::block_on_with_signals(|cancel| async move {
+        let written = super::write(&s.target, &[Record::Gate(s.gate.clone())], super::stderr_notify(), &cancel).await?;
         super::print(&written, s.json);
         Ok(())
     })

@@ -8,6 +8,7 @@ pub mod settings;
 
 use std::sync::Arc;
 
+use crate::cancel::Cancel;
 use crate::failure::Failure;
 use crate::github::client::{Notify, OctocrabGitHub};
 use crate::gitops::{Record, Writer, Written};
@@ -16,13 +17,13 @@ use crate::report;
 use self::settings::GitOpsTarget;
 
 /// Commits `records` to the target in one commit (or none, when they are
-/// all there already).
-pub async fn write(t: &GitOpsTarget, records: &[Record], notify: Notify) -> Result<Written, Failure> {
+/// all there already). `cancel` stops it before the branch moves.
+pub async fn write(t: &GitOpsTarget, records: &[Record], notify: Notify, cancel: &Cancel) -> Result<Written, Failure> {
     let api = OctocrabGitHub::new(&t.api_url, Some(&t.token), &t.repository.owner, &t.repository.name, notify.clone())
         .map_err(|e| Failure::failed(anyhow::Error::new(e)))?;
     let date = crate::clock::now_created().map_err(Failure::failed)?;
     let progress = move |line: &str| notify(false, line);
-    let writer = Writer { api: &api, branch: &t.branch, author: &t.author, date, run_url: t.run_url.as_deref(), notify: &progress };
+    let writer = Writer { api: &api, branch: &t.branch, author: &t.author, date, run_url: t.run_url.as_deref(), notify: &progress, cancel };
     writer.write(records).await.map_err(|e| Failure::new(e.kind(), e))
 }
 

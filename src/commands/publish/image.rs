@@ -17,6 +17,7 @@ use crate::cli::OnConflict;
 use crate::core::ident::{Digest, Repository};
 use crate::core::image_date::{self, Child, ImageDoc};
 use crate::core::manifest::Descriptor;
+use crate::core::tag::Tag;
 use crate::core::timestamp::Created;
 use crate::failure::Failure;
 use crate::image_layout::{ImageLayout, PushPlan};
@@ -49,9 +50,9 @@ pub(super) struct LayoutPush {
 
 /// Without a layout: what `<image>:git-<sha>` is in the registry; `None`
 /// when the tag does not exist.
-pub(super) async fn resolve_image<R: RegistryClient>(registry: &R, s: &PublishSettings, tag: &str) -> Result<Option<ImageFacts>, Failure> {
+pub(super) async fn resolve_image<R: RegistryClient>(registry: &R, s: &PublishSettings, tag: &Tag) -> Result<Option<ImageFacts>, Failure> {
     let repo = &s.capsule.image;
-    let Some(fetched) = registry.manifest(repo, tag).await.map_err(Failure::from)? else {
+    let Some(fetched) = registry.manifest(repo, tag.into()).await.map_err(Failure::from)? else {
         return Ok(None);
     };
     check_given_digest(s, &fetched.digest, &format!("{repo}:{tag} resolves to"))?;
@@ -74,7 +75,7 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
     registry: &R,
     s: &PublishSettings,
     path: &Path,
-    tag: &str,
+    tag: &Tag,
 ) -> Result<ImageFacts, Failure> {
     let repo = &s.capsule.image;
     // Everything wrong with a layout (unreadable, incomplete, corrupt) is the input's.
@@ -87,7 +88,7 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
     let created = image_created(&LayoutImage(&layout), &plan.root.bytes, &format!("--image-layout {}", path.display())).await?;
     let date_lookup = started.elapsed();
 
-    let to_push = match registry.resolve(repo, tag).await.map_err(Failure::from)? {
+    let to_push = match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
         Some(d) if d == digest => {
             eprintln!("image {repo}:{tag} is already {digest}; not pushing it again");
             None
@@ -111,14 +112,16 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
 
 /// Pushes the layout: blobs, child manifests by digest, then the tag by the
 /// race protocol. Another image under the tag is always a conflict: an
-/// image is its digest.
+/// image is its digest. Whether this run's `PUT` made the tag (`imagePushed`),
+/// settled through a claim register in `capsule_repo`.
 pub(super) async fn push_layout<R: RegistryClient>(
     registry: &R,
     repo: &Repository,
-    tag: &str,
+    capsule_repo: &Repository,
+    tag: &Tag,
     push: LayoutPush,
     cancel: &Cancel,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let LayoutPush { plan, path, previous } = push;
     eprintln!(
         "pushing image {repo}:{tag} ({}) from {}: {} blobs, {}",
@@ -136,11 +139,12 @@ pub(super) async fn push_layout<R: RegistryClient>(
         .await?;
     for m in &plan.children {
         cancel.check("pushing the image's manifests")?;
-        registry.push_manifest(repo, m.digest.as_str(), &m.media_type, &m.bytes).await.map_err(Failure::from)?;
+        registry.push_manifest(repo, (&m.digest).into(), &m.media_type, &m.bytes).await.map_err(Failure::from)?;
     }
     let write = TagWrite {
         repo,
         tag,
+        register: capsule_repo,
         media_type: &plan.root.media_type,
         bytes: &plan.root.bytes,
         digest: &plan.root.digest,
@@ -149,7 +153,8 @@ pub(super) async fn push_layout<R: RegistryClient>(
     };
     let claim = tagging::claim_tag(registry, &write, cancel, |_other| async { Ok(false) }).await?;
     match claim {
-        Claim::Ours => Ok(()),
+        Claim::Made => Ok(true),
+        Claim::Found => Ok(false),
         Claim::Other(other) => Err(tagging::lost(&write, &other, "")),
     }
 }
@@ -176,7 +181,7 @@ struct RegistryImage<'a, R> {
 
 impl<R: RegistryClient> ImageSource for RegistryImage<'_, R> {
     async fn manifest_bytes(&self, child: &Child) -> Result<Vec<u8>, Failure> {
-        let m = self.registry.manifest(self.repo, child.digest.as_str()).await.map_err(Failure::from)?;
+        let m = self.registry.manifest(self.repo, (&child.digest).into()).await.map_err(Failure::from)?;
         m.map(|m| m.bytes)
             .ok_or_else(|| Failure::failed(anyhow!("{}@{}: named by the image index but not in the registry", self.repo, child.digest)))
     }

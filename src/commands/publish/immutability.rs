@@ -80,7 +80,7 @@ pub(super) async fn existing_release<R: RegistryClient>(
     digest: &Digest,
     work: &Path,
 ) -> Result<Option<Existing>, Failure> {
-    let Some(fetched) = registry.manifest(repo, digest.as_str()).await.map_err(Failure::from)? else {
+    let Some(fetched) = registry.manifest(repo, digest.into()).await.map_err(Failure::from)? else {
         return Ok(None);
     };
     let Ok(manifest) = serde_json::from_slice::<Manifest>(&fetched.bytes) else {

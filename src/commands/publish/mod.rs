@@ -19,6 +19,7 @@
 //!    the cancellation token, so SIGINT/SIGTERM stop a run between writes and
 //!    never leave a tag naming blobs that are missing.
 
+mod claim;
 mod created;
 mod image;
 mod immutability;
@@ -41,6 +42,7 @@ use crate::core::ident::{Digest, Repository};
 use crate::core::manifest::{EMPTY_CONFIG, MANIFEST_MEDIA_TYPE};
 use crate::core::package::{Diagnostic, Package};
 use crate::core::release::{self, ReleaseDoc};
+use crate::core::tag::Tag;
 use crate::core::timestamp::Created;
 use crate::failure::{Classify, Failure, FailureKind};
 use crate::image_layout::BlobLocation;
@@ -54,10 +56,12 @@ use crate::settings::{Env, PublishSettings};
 #[derive(Debug, Clone)]
 pub struct PublishOutcome {
     pub report: CapsuleReport,
-    /// A new capsule (or a moved tag) was pushed; false when the tag already
-    /// named this release, and on a dry run.
+    /// This run's `PUT` made the capsule tag name this capsule (spec section
+    /// 7; see [`claim`]): false when the tag already named this release, when
+    /// another run published it at the same time, and on a dry run.
     pub published: bool,
-    /// The image was pushed from `--image-layout` by this run.
+    /// The same for the image tag, when this run pushed the image from
+    /// `--image-layout`.
     pub image_pushed: bool,
     pub dry_run: bool,
     /// The image tag does not exist and the settings allowed that (a pull
@@ -138,7 +142,7 @@ pub async fn publish_with<R: RegistryClient>(
     cancel: &Cancel,
 ) -> Result<PublishOutcome, Failure> {
     let c = &s.capsule;
-    let tag = c.sha.tag();
+    let tag = Tag::from(&c.sha);
     // Local input first: a chart problem is reported even when the image is not
     // in the registry yet (a pull request that only annotates).
     let package = build::scan_package(c)?;
@@ -151,7 +155,7 @@ pub async fn publish_with<R: RegistryClient>(
         };
         (image, started.elapsed())
     };
-    let capsule_tag = async { (registry.resolve(&c.capsule, &tag).await, started.elapsed()) };
+    let capsule_tag = async { (registry.resolve(&c.capsule, (&tag).into()).await, started.elapsed()) };
     let ((image, image_done), (existing, tag_done)) = futures_util::future::join(image, capsule_tag).await;
     let mut image = match image? {
         Some(image) => image,
@@ -172,10 +176,7 @@ pub async fn publish_with<R: RegistryClient>(
     // Checked; now write. The image first: the capsule names it.
     let image_needs_push = image.to_push.is_some();
     let image_pushed = match image.to_push.take() {
-        Some(push) if !s.dry_run => {
-            image::push_layout(registry, &c.image, &tag, push, cancel).await?;
-            true
-        }
+        Some(push) if !s.dry_run => image::push_layout(registry, &c.image, &c.capsule, &tag, push, cancel).await?,
         _ => false,
     };
     let mut report = CapsuleReport::new(&release, &package, &built);
@@ -187,13 +188,17 @@ pub async fn publish_with<R: RegistryClient>(
         CapsuleAction::Overwrite { digest } => Some(Some(digest)),
         CapsuleAction::Unchanged | CapsuleAction::KeepSameRelease(_) => None,
     };
-    let mut raced = None;
+    let (mut published, mut raced) = (false, None);
     if let (Some(previous), false) = (previous, s.dry_run) {
         let capsule = CapsuleWrite { dir: &capsule_layout, built: &built, ours: &ours, previous, work: work.path() };
-        raced = push_capsule(registry, &c.capsule, &tag, &capsule, cancel).await?;
+        (published, raced) = push_capsule(registry, &c.capsule, &tag, &capsule, cancel).await?;
     }
-    let published = previous.is_some() && !s.dry_run && raced.is_none();
     let mut message = match (&action, &raced) {
+        (CapsuleAction::Push | CapsuleAction::Overwrite { .. }, None) if !published && !s.dry_run => format!(
+            "already published: {capsule_ref} is {}, this very capsule, which another run pushed at the same time; that run \
+             counts as its publisher (published=false)",
+            built.digest
+        ),
         (_, Some(other)) => {
             immutability::describe_existing(&mut report, &c.capsule, other);
             format!(
@@ -264,14 +269,15 @@ struct CapsuleWrite<'a> {
 }
 
 /// Uploads the capsule's blobs (skipping those present), then claims the tag.
-/// `Some` when another run's capsule of the same release holds it at the end.
+/// Whether this run's `PUT` made the tag name the capsule (`published`), and
+/// the capsule of the same release another run tagged instead, if one did.
 async fn push_capsule<R: RegistryClient>(
     registry: &R,
     repo: &Repository,
-    tag: &str,
+    tag: &Tag,
     w: &CapsuleWrite<'_>,
     cancel: &Cancel,
-) -> Result<Option<Existing>, Failure> {
+) -> Result<(bool, Option<Existing>), Failure> {
     let config = Digest::of(EMPTY_CONFIG);
     let (dir, built) = (w.dir, w.built);
     let blob = |digest: &Digest, size: u64| (digest.clone(), BlobLocation { file: layout::blob_path(dir, digest), offset: 0, size });
@@ -290,6 +296,7 @@ async fn push_capsule<R: RegistryClient>(
     let write = TagWrite {
         repo,
         tag,
+        register: repo,
         media_type: MANIFEST_MEDIA_TYPE,
         bytes: &built.manifest_bytes,
         digest: &built.digest,
@@ -312,8 +319,9 @@ async fn push_capsule<R: RegistryClient>(
     let claim = tagging::claim_tag(registry, &write, cancel, accept).await;
     let _ = freed.await;
     match claim? {
-        Claim::Ours => Ok(None),
-        Claim::Other(_) => Ok(same_release.into_inner().unwrap_or_else(|e| e.into_inner())),
+        Claim::Made => Ok((true, None)),
+        Claim::Found => Ok((false, None)),
+        Claim::Other(_) => Ok((false, same_release.into_inner().unwrap_or_else(|e| e.into_inner()))),
     }
 }
 

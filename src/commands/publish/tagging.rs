@@ -21,6 +21,10 @@
 //! than A's (a registry stalling one request for seconds) can still move the
 //! tag after A reported success; nothing short of a registry-side
 //! compare-and-swap closes that. The README says so.
+//!
+//! Runs of the same release `PUT` the same digest and all succeed; which one
+//! of them *made* the tag (`published=true`) is settled by the claim register
+//! of [`super::claim`], written before the re-check and read after the `PUT`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -29,10 +33,12 @@ use anyhow::anyhow;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::time::Instant;
 
+use super::claim::ClaimMark;
 use super::debug;
 use super::timing::mandated;
 use crate::cancel::Cancel;
 use crate::core::ident::{Digest, Repository};
+use crate::core::tag::Tag;
 use crate::failure::Failure;
 use crate::image_layout::BlobLocation;
 use crate::registry::{RegistryClient, RegistryError};
@@ -56,7 +62,11 @@ pub fn settle_delay(recheck_to_put: Duration) -> Duration {
 /// One tag to write.
 pub(super) struct TagWrite<'a> {
     pub repo: &'a Repository,
-    pub tag: &'a str,
+    pub tag: &'a Tag,
+    /// Where the claim register of [`super::claim`] is kept: the capsule
+    /// repository, for the image tag too (the image repository is the
+    /// user's, and gets nothing but its tag).
+    pub register: &'a Repository,
     pub media_type: &'a str,
     pub bytes: &'a [u8],
     pub digest: &'a Digest,
@@ -70,8 +80,11 @@ pub(super) struct TagWrite<'a> {
 /// Who holds the tag at the end.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Claim {
-    /// This run's digest.
-    Ours,
+    /// This run's digest, and this run's `PUT` made it so ([`super::claim`]).
+    Made,
+    /// This run's digest, but not by this run's doing alone: it was there at
+    /// the re-check, or another run's identical `PUT` may have made it.
+    Found,
     /// Another digest that the caller accepted (a capsule of the same release).
     Other(Digest),
 }
@@ -87,11 +100,14 @@ where
     let (repo, tag) = (w.repo, w.tag);
     let tagging = format!("tagging {} {}", w.what, repo.with_tag(tag));
     cancel.check(&tagging)?;
+    let mark = ClaimMark::random(w.digest, &repo.with_tag(tag));
+    let marked = mandated("claim mark", mark.write(registry, w.register)).await?;
+    cancel.check(&tagging)?;
     let started = Instant::now();
-    match mandated("re-check", registry.resolve(repo, tag)).await.map_err(Failure::from)? {
+    match mandated("re-check", registry.resolve(repo, tag.into())).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest => {
             debug(&format!("{}: another run already tagged this very manifest", repo.with_tag(tag)));
-            return Ok(Claim::Ours);
+            return Ok(Claim::Found);
         }
         Some(now) if Some(&now) != w.previous => {
             if accept(now.clone()).await? {
@@ -102,8 +118,12 @@ where
         _ => {}
     }
     cancel.check(&tagging)?;
-    registry.push_manifest(repo, tag, w.media_type, w.bytes).await.map_err(Failure::from)?;
+    registry.push_manifest(repo, tag.into(), w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
+    let made = marked && mandated("claim mark", mark.still_ours(registry, w.register)).await?;
+    if !made {
+        debug(&format!("{}: another run claimed it since; that run counts as its publisher", repo.with_tag(tag)));
+    }
     mandated("read-back", read_back(registry, repo, w.digest)).await?;
     let settle = settle_delay(gap);
     debug(&format!("{}: re-check to PUT took {gap:?}; confirming the tag in {settle:?}", repo.with_tag(tag)));
@@ -119,8 +139,9 @@ where
         }
         _ = mandated("settle", tokio::time::sleep(settle)) => {}
     }
-    match mandated("confirm", registry.resolve(repo, tag)).await.map_err(Failure::from)? {
-        Some(now) if &now == w.digest => Ok(Claim::Ours),
+    match mandated("confirm", registry.resolve(repo, tag.into())).await.map_err(Failure::from)? {
+        Some(now) if &now == w.digest && made => Ok(Claim::Made),
+        Some(now) if &now == w.digest => Ok(Claim::Found),
         Some(now) => {
             if accept(now.clone()).await? {
                 Ok(Claim::Other(now))
@@ -154,7 +175,7 @@ pub(super) fn lost(w: &TagWrite<'_>, theirs: &Digest, when: &str) -> Failure {
 /// The client retries "not found" for what it just wrote, so `None` here
 /// means the registry kept not having it.
 pub(super) async fn read_back<R: RegistryClient>(registry: &R, repo: &Repository, digest: &Digest) -> Result<(), Failure> {
-    match registry.manifest(repo, digest.as_str()).await.map_err(Failure::from)? {
+    match registry.manifest(repo, digest.into()).await.map_err(Failure::from)? {
         Some(m) if &m.digest == digest => Ok(()),
         Some(m) => Err(Failure::failed(anyhow!("{repo}@{digest}: reading the pushed manifest back gave {}", m.digest))),
         None => Err(Failure::network(anyhow!(
@@ -199,8 +220,10 @@ mod tests {
         assert_eq!(settle_delay(Duration::from_secs(60)), SETTLE_MAX);
     }
 
+    static TAG: std::sync::LazyLock<Tag> = std::sync::LazyLock::new(|| "git-x".parse().unwrap());
+
     fn write<'a>(repo: &'a Repository, bytes: &'a [u8], digest: &'a Digest, previous: Option<&'a Digest>) -> TagWrite<'a> {
-        TagWrite { repo, tag: "git-x", media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
+        TagWrite { repo, tag: &TAG, register: repo, media_type: MANIFEST_MEDIA_TYPE, bytes, digest, previous, what: "capsule" }
     }
 
     #[tokio::test(start_paused = true)]
@@ -216,14 +239,32 @@ mod tests {
         assert_eq!(e.kind, FailureKind::Failed);
         let text = e.to_string();
         assert!(text.contains(theirs.as_str()) && text.contains(ours.as_str()), "{text}");
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), Some(theirs.clone()), "nothing was written");
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), Some(theirs.clone()), "nothing was written");
         // The same release: accepted, nothing written.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(true) }).await.unwrap();
         assert_eq!(claim, Claim::Other(theirs.clone()));
-        // Overwriting exactly what was decided on: ours.
+        // Overwriting exactly what was decided on: ours, and this run made it.
         let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, Some(&theirs)), &never, |_| async { Ok(false) }).await.unwrap();
-        assert_eq!(claim, Claim::Ours);
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), Some(ours));
+        assert_eq!(claim, Claim::Made);
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), Some(ours.clone()));
+        // Found already naming our digest: not this run's doing.
+        let claim = claim_tag(&reg, &write(&repo, &ours_bytes, &ours, None), &never, |_| async { Ok(false) }).await.unwrap();
+        assert_eq!(claim, Claim::Found);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_claim_register_is_kept_where_it_is_told_not_beside_the_tag() {
+        let reg = MemoryRegistry::new();
+        let image: Repository = "127.0.0.1:5000/acme/app".parse().unwrap();
+        let capsules: Repository = "127.0.0.1:5000/acme/app-release-capsule".parse().unwrap();
+        let bytes = b"{\"image\":1}".to_vec();
+        let digest = Digest::of(&bytes);
+        let w = TagWrite { register: &capsules, what: "image", ..write(&image, &bytes, &digest, None) };
+        assert_eq!(claim_tag(&reg, &w, &Cancel::never(), |_| async { Ok(false) }).await.unwrap(), Claim::Made);
+        let register = Tag::claim(&digest);
+        assert!(reg.resolve(&capsules, (&register).into()).await.unwrap().is_some(), "in the capsule repository");
+        assert_eq!(reg.resolve(&image, (&register).into()).await.unwrap(), None, "nothing but the tag in the image repository");
+        assert_eq!(reg.resolve(&image, (&*TAG).into()).await.unwrap(), Some(digest));
     }
 
     #[tokio::test]
@@ -236,6 +277,6 @@ mod tests {
         cancel.cancel("SIGINT");
         let e = claim_tag(&reg, &write(&repo, &bytes, &digest, None), &cancel, |_| async { Ok(false) }).await.unwrap_err();
         assert_eq!(e.kind, FailureKind::Cancelled);
-        assert_eq!(reg.resolve(&repo, "git-x").await.unwrap(), None);
+        assert_eq!(reg.resolve(&repo, (&*TAG).into()).await.unwrap(), None);
     }
 }

@@ -5,6 +5,7 @@
 
 mod chart;
 mod helmignore;
+mod walk;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,12 +18,21 @@ use sha2::{Digest as _, Sha256};
 
 pub use chart::{ChartInfo, Dependency};
 pub use helmignore::{glob_match, HelmIgnore};
+use walk::Walker;
 
 use super::ident::{hex, Digest};
 
 /// Kargo's limits (spec section 2).
 pub const MAX_FILE_SIZE: u64 = 50 * 1024 * 1024;
 pub const MAX_TOTAL_SIZE: u64 = 100 * 1024 * 1024;
+/// Ours (spec section 2): entries (files and directories) in a layer, so that
+/// a capsule of empty files cannot exhaust a consumer's inodes or time.
+pub const MAX_ENTRIES: usize = 10_000;
+/// The entries layer 0 holds besides the package's own: `metadata/`, its two
+/// files, `package/`, `package/<kind>/` and `release.yaml`.
+pub const CAPSULE_OWN_ENTRIES: usize = 6;
+/// Entries a package may have, so that layer 0 stays within [`MAX_ENTRIES`].
+pub const MAX_PACKAGE_ENTRIES: usize = MAX_ENTRIES - CAPSULE_OWN_ENTRIES;
 
 /// Folders never packaged, wherever they are.
 const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn", ".bzr", "_darcs", "CVS"];
@@ -103,6 +113,12 @@ pub enum PackageError {
     FileTooLarge { rel: String, size: u64 },
     #[error("package: {size} bytes in total is over Kargo's 100 MiB limit; leave large files out with .helmignore")]
     TotalTooLarge { size: u64 },
+    #[error(
+        "package: {count} entries (files and directories); a capsule layer holds at most {MAX_ENTRIES} entries, \
+         {CAPSULE_OWN_ENTRIES} of them the capsule's own, so a package may have at most {MAX_PACKAGE_ENTRIES}; \
+         leave files out (with .helmignore for a chart) or split the package"
+    )]
+    TooManyEntries { count: usize },
     #[error("{rel}:{line}: {message}", line = line.map_or(String::new(), |l| l.to_string()))]
     ChartYaml { rel: String, line: Option<usize>, message: String },
     #[error("Chart.yaml: missing; a Helm package needs Chart.yaml at the root of --package-path (use --package-kind kustomize for a kustomize tree)")]
@@ -217,9 +233,12 @@ pub fn scan(root: &Path, kind: PackageKind) -> Result<Package, PackageError> {
         },
         PackageKind::Kustomize => HelmIgnore::default(),
     };
-    let mut walker = Walker { real_root, ignore, entries: Vec::new(), ancestors: HashSet::new(), total: 0 };
+    let mut walker = Walker { real_root, ignore, entries: Vec::new(), ancestors: HashSet::new(), total: 0, counted: 0 };
     walker.walk_dir(root, "")?;
-    let Walker { entries, total, .. } = walker;
+    let Walker { entries, total, counted, .. } = walker;
+    if counted > MAX_PACKAGE_ENTRIES {
+        return Err(PackageError::TooManyEntries { count: counted });
+    }
 
     let read_text = |rel: &str| -> Result<Option<String>, PackageError> {
         let file = entries.iter().find_map(|e| match e {
@@ -291,105 +310,6 @@ pub fn scan(root: &Path, kind: PackageKind) -> Result<Package, PackageError> {
         PackageEntry::Dir { .. } => None,
     }));
     Ok(Package { kind, entries, chart, digest, total_size: total, warnings })
-}
-
-struct Walker {
-    real_root: PathBuf,
-    ignore: HelmIgnore,
-    entries: Vec<PackageEntry>,
-    /// Canonical paths of the directories being walked, to catch link loops.
-    ancestors: HashSet<PathBuf>,
-    total: u64,
-}
-
-impl Walker {
-    fn walk_dir(&mut self, dir: &Path, rel_dir: &str) -> Result<(), PackageError> {
-        let io = |source| PackageError::Io { path: dir.to_owned(), source };
-        let real = fs::canonicalize(dir).map_err(io)?;
-        if !self.ancestors.insert(real.clone()) {
-            return Err(PackageError::SymlinkLoop { rel: rel_dir.to_owned() });
-        }
-        let mut children = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let name = entry.file_name().into_string().map_err(|_| PackageError::NonUtf8Name { path: entry.path() })?;
-            children.push(name);
-        }
-        // Byte-wise order, independent of the order the file system returns.
-        children.sort_unstable();
-        for name in children {
-            let rel = if rel_dir.is_empty() { name.clone() } else { format!("{rel_dir}/{name}") };
-            let path = dir.join(&name);
-            let link_meta = fs::symlink_metadata(&path).map_err(|source| PackageError::Io { path: path.clone(), source })?;
-            let meta = if link_meta.file_type().is_symlink() { self.resolve_link(&path, &rel)? } else { link_meta };
-            let is_dir = meta.is_dir();
-            if VCS_DIRS.contains(&name.as_str()) || self.ignore.ignores(&rel, is_dir) {
-                continue;
-            }
-            check_name(&rel)?;
-            if is_dir {
-                self.entries.push(PackageEntry::Dir { path: rel.clone() });
-                self.walk_dir(&path, &rel)?;
-            } else if meta.is_file() {
-                let size = meta.len();
-                if size > MAX_FILE_SIZE {
-                    return Err(PackageError::FileTooLarge { rel, size });
-                }
-                self.total += size;
-                if self.total > MAX_TOTAL_SIZE {
-                    return Err(PackageError::TotalTooLarge { size: self.total });
-                }
-                let FileHashes { sha256, sha1, size: read } = hash_file(&path)?;
-                if read != size {
-                    return Err(PackageError::Io { path, source: std::io::Error::other("the file changed while it was read") });
-                }
-                self.entries.push(PackageEntry::File(PackageFile { path: rel, source: path, size, sha256, sha1 }));
-            } else {
-                return Err(PackageError::SpecialFile { rel, what: special_kind(&meta) });
-            }
-        }
-        self.ancestors.remove(&real);
-        Ok(())
-    }
-
-    /// A link is followed only when its target stays inside the package root.
-    fn resolve_link(&self, path: &Path, rel: &str) -> Result<fs::Metadata, PackageError> {
-        let target = fs::read_link(path).map_err(|source| PackageError::Io { path: path.to_owned(), source })?;
-        let real = fs::canonicalize(path).map_err(|_| PackageError::SymlinkDangles { rel: rel.to_owned(), target: target.clone() })?;
-        if !real.starts_with(&self.real_root) {
-            return Err(PackageError::SymlinkEscapes { rel: rel.to_owned(), target });
-        }
-        fs::metadata(&real).map_err(|source| PackageError::Io { path: path.to_owned(), source })
-    }
-}
-
-fn check_name(rel: &str) -> Result<(), PackageError> {
-    // Kargo's untar silently skips any entry whose name contains `\` or `..`
-    // anywhere (not only as a segment), so such a file would vanish at promotion.
-    let what = if rel.contains('\\') {
-        "a backslash"
-    } else if rel.contains("..") {
-        "two dots in a row"
-    } else if rel.contains('\n') || rel.contains('\r') {
-        "a line break"
-    } else {
-        return Ok(());
-    };
-    Err(PackageError::UnsafeName { rel: rel.to_owned(), what })
-}
-
-fn special_kind(meta: &fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_fifo() {
-        "FIFO"
-    } else if t.is_socket() {
-        "socket"
-    } else if t.is_block_device() || t.is_char_device() {
-        "device"
-    } else {
-        "special file"
-    }
 }
 
 pub struct FileHashes {

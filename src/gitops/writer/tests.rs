@@ -9,6 +9,7 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use super::*;
+use crate::cancel::Cancel;
 use crate::core::ident::Digest;
 use crate::core::package::PackageKind;
 use crate::github::git_data::{NewContent, Tree, TreeEntry};
@@ -26,15 +27,51 @@ struct Repo {
     head: usize,
     /// Someone else commits this file just before each of our next N moves.
     interlopers: u32,
-    /// The next move lands but its answer is lost.
-    lose_answer: bool,
+    /// What the next moves do instead of answering plainly.
+    scripts: std::collections::VecDeque<Script>,
     /// Blobs created one by one, and tree requests.
     creates: u32,
     tree_requests: u32,
     moves: u32,
+    /// Cancelled as the next move is answered (a SIGTERM meanwhile).
+    cancel_on_move: Option<Cancel>,
+    /// After a move is applied, this many reads of the branch still give the
+    /// head before it (a read-back that lags).
+    lagging_reads: u32,
+    lagging_head: Option<usize>,
+}
+
+/// A ref update as GitHub may treat it.
+#[derive(Debug, Clone, Copy)]
+enum Script {
+    /// Applied, but the answer is lost (a reset, a 5xx after the fact).
+    ApplyThenLose,
+    /// Applied, then refused all the same (422 "Reference update failed").
+    ApplyThenRefuse,
+    /// Not applied; a 422 with this wording.
+    Refuse(&'static str),
+    /// Not applied; no answer (a 5xx or a reset before it was applied).
+    Lose,
+    /// Applied, answer lost, and someone else commits on top before we read.
+    ApplyLoseThenInterloper,
 }
 
 struct Fake(Mutex<Repo>);
+
+impl Repo {
+    /// Someone else's commit on top of the head.
+    fn interlope(&mut self) {
+        let mut tree = self.trees[self.commits[self.head].0].clone();
+        let n = self.commits.len();
+        let content = format!("someone else {n}\n").into_bytes();
+        tree.insert(format!("other/{n}.txt"), blob_sha(&content));
+        self.blobs.insert(blob_sha(&content), content);
+        self.trees.push(tree);
+        let (parent, tree) = (self.head, self.trees.len() - 1);
+        self.commits.push((tree, Some(parent)));
+        self.head = n;
+    }
+}
 
 fn idx(id: &str, prefix: char) -> usize {
     id.trim_start_matches(prefix).split(':').next().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
@@ -80,7 +117,14 @@ impl GitData for Fake {
         "acme/gitops".into()
     }
     fn branch_head<'a>(&'a self, branch: &'a str) -> BoxFuture<'a, Result<Option<String>, GitHubError>> {
-        let head = self.0.lock().unwrap().head;
+        let mut r = self.0.lock().unwrap();
+        let head = match r.lagging_head {
+            Some(old) if r.lagging_reads > 0 => {
+                r.lagging_reads -= 1;
+                old
+            }
+            _ => r.head,
+        };
         ok((branch == "main").then(|| format!("c{head}")))
     }
     fn repository_visible(&self) -> BoxFuture<'_, Result<bool, GitHubError>> {
@@ -135,39 +179,55 @@ impl GitData for Fake {
                 NewContent::Delete => assert!(tree.remove(&c.path).is_some(), "deleting {} that is not there", c.path),
             }
         }
-        r.trees.push(tree);
-        ok(format!("t{}:", r.trees.len() - 1))
+        // Content-addressed, as git's objects are.
+        let i = r.trees.iter().position(|t| *t == tree).unwrap_or_else(|| {
+            r.trees.push(tree);
+            r.trees.len() - 1
+        });
+        ok(format!("t{i}:"))
     }
     fn create_commit<'a>(&'a self, commit: &'a NewCommit) -> BoxFuture<'a, Result<String, GitHubError>> {
         let mut r = self.0.lock().unwrap();
         assert!(commit.message.starts_with("Record git-"), "{}", commit.message);
-        r.commits.push((idx(&commit.tree, 't'), Some(idx(&commit.parents[0], 'c'))));
-        ok(format!("c{}", r.commits.len() - 1))
+        // Content-addressed too (the writer fixes message and dates).
+        let made = (idx(&commit.tree, 't'), Some(idx(&commit.parents[0], 'c')));
+        let i = r.commits.iter().position(|c| *c == made).unwrap_or_else(|| {
+            r.commits.push(made);
+            r.commits.len() - 1
+        });
+        ok(format!("c{i}"))
     }
     fn move_branch<'a>(&'a self, _branch: &'a str, sha: &'a str) -> BoxFuture<'a, Result<RefUpdate, GitHubError>> {
         let mut r = self.0.lock().unwrap();
         r.moves += 1;
+        if let Some(cancel) = r.cancel_on_move.take() {
+            cancel.cancel("SIGTERM");
+        }
         if r.interlopers > 0 {
             r.interlopers -= 1;
-            let mut tree = r.trees[r.commits[r.head].0].clone();
-            let n = r.commits.len();
-            let content = format!("someone else {n}\n").into_bytes();
-            tree.insert(format!("other/{n}.txt"), blob_sha(&content));
-            r.blobs.insert(blob_sha(&content), content);
-            r.trees.push(tree);
-            let (parent, tree) = (r.head, r.trees.len() - 1);
-            r.commits.push((tree, Some(parent)));
-            r.head = n;
+            r.interlope();
         }
         let new = idx(sha, 'c');
-        if r.commits[new].1 != Some(r.head) {
-            return ok(RefUpdate::NotFastForward);
+        let fast_forward = r.commits[new].1 == Some(r.head) || new == r.head;
+        let script = r.scripts.pop_front();
+        let lost = || RefUpdate::Uncertain("502 Server Error".into());
+        match script {
+            Some(Script::Refuse(wording)) => return ok(RefUpdate::Refused(format!("422 {wording}"))),
+            Some(Script::Lose) => return ok(lost()),
+            _ if !fast_forward => return ok(RefUpdate::Refused("422 Update is not a fast forward".into())),
+            _ => {}
         }
+        r.lagging_head = Some(r.head);
         r.head = new;
-        if std::mem::take(&mut r.lose_answer) {
-            return ok(RefUpdate::Uncertain("connection reset".into()));
+        match script {
+            Some(Script::ApplyThenLose) => ok(lost()),
+            Some(Script::ApplyThenRefuse) => ok(RefUpdate::Refused("422 Reference update failed".into())),
+            Some(Script::ApplyLoseThenInterloper) => {
+                r.interlope();
+                ok(lost())
+            }
+            _ => ok(RefUpdate::Moved),
         }
-        ok(RefUpdate::Moved)
     }
 }
 
@@ -196,7 +256,12 @@ fn gate() -> Record {
 }
 
 fn write(fake: &Fake, records: &[Record]) -> Result<Written, GitOpsError> {
-    let branch: BranchName = "main".parse().unwrap();
+    write_with(fake, "main", &Cancel::never(), records)
+}
+
+/// Writes `records` on `branch` (time paused: pauses between attempts pass at once).
+fn write_with(fake: &Fake, branch: &str, cancel: &Cancel, records: &[Record]) -> Result<Written, GitOpsError> {
+    let branch: BranchName = branch.parse().unwrap();
     let author = Author::default();
     let notes = Mutex::new(Vec::<String>::new());
     let notify = |line: &str| notes.lock().unwrap().push(line.to_owned());
@@ -207,6 +272,7 @@ fn write(fake: &Fake, records: &[Record]) -> Result<Written, GitOpsError> {
         date: "2026-11-20T10:13:00Z".parse().unwrap(),
         run_url: Some("https://github.com/acme/app/actions/runs/1"),
         notify: &notify,
+        cancel,
     };
     tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap().block_on(writer.write(records))
 }
@@ -274,30 +340,109 @@ fn a_branch_that_never_settles_is_given_up_without_a_commit() {
     assert!(!fake.files_at_head().keys().any(|p| p.starts_with("w/")));
 }
 
+fn scripted(scripts: &[Script]) -> Fake {
+    let fake = Fake::new(&[("README.md", b"gitops\n")]);
+    fake.0.lock().unwrap().scripts = scripts.iter().copied().collect();
+    fake
+}
+
 #[test]
-fn a_lost_answer_to_the_move_is_read_back_not_resent() {
-    let fake = Fake::new(&[]);
-    fake.0.lock().unwrap().lose_answer = true;
-    let w = write(&fake, &[gate()]).unwrap();
-    assert!(w.commit.is_some());
+fn an_update_that_was_applied_is_found_by_reading_the_branch_not_resent() {
+    for script in [Script::ApplyThenLose, Script::ApplyThenRefuse] {
+        let fake = scripted(&[script]);
+        let w = write(&fake, &[gate()]).unwrap();
+        let head = format!("c{}", fake.0.lock().unwrap().head);
+        assert_eq!(w.commit.as_deref(), Some(head.as_str()), "{script:?}: the commit that landed");
+        assert_eq!((fake.0.lock().unwrap().moves, w.attempts), (1, 1), "{script:?}");
+        assert_eq!(fake.commit_count(), 2, "{script:?}");
+    }
+}
+
+#[test]
+fn every_refusal_and_unknown_outcome_that_did_not_apply_is_planned_again_into_one_commit() {
+    let refusals = [Script::Refuse("Update is not a fast forward"), Script::Refuse("Reference cannot be updated")];
+    let fake = scripted(&[refusals[0], refusals[1], Script::Refuse("Reference update failed"), Script::Lose]);
+    let w = write(&fake, &[freight(), gate()]).unwrap();
+    assert_eq!(w.attempts, 5);
+    assert_eq!(fake.commit_count(), 2, "one commit: the same one each time, landed once");
+    let head = format!("c{}", fake.0.lock().unwrap().head);
+    assert_eq!(w.commit.as_deref(), Some(head.as_str()));
+}
+
+#[test]
+fn a_lost_answer_with_another_commit_on_top_is_found_recorded_not_written_twice() {
+    let fake = scripted(&[Script::ApplyLoseThenInterloper]);
+    let w = write(&fake, &[freight(), gate()]).unwrap();
+    assert_eq!(w.commit, None, "planned again on the other commit: everything is there");
+    assert_eq!(w.kept.len(), 4);
+    assert_eq!(fake.commit_count(), 3, "ours, then theirs");
     assert_eq!(fake.0.lock().unwrap().moves, 1);
-    assert_eq!(fake.commit_count(), 2);
+}
+
+#[test]
+fn a_last_update_that_landed_under_another_commit_is_reported_as_recorded_not_as_failed() {
+    // Nine refusals, then the tenth update lands, its answer is lost, and
+    // someone commits on top before the branch is read.
+    let mut scripts = vec![Script::Refuse("Reference cannot be updated"); MAX_ATTEMPTS as usize - 1];
+    scripts.push(Script::ApplyLoseThenInterloper);
+    let fake = scripted(&scripts);
+    let w = write(&fake, &[gate()]).unwrap();
+    assert_eq!(w.commit, None, "the records are on the branch, under the other commit");
+    assert_eq!(w.kept.len(), 2);
+    assert_eq!(fake.commit_count(), 3, "ours, then theirs");
+}
+
+#[test]
+fn a_cancellation_after_an_update_that_may_be_under_another_commit_does_not_say_nothing_was_committed() {
+    let fake = scripted(&[Script::ApplyLoseThenInterloper]);
+    let cancel = Cancel::never();
+    fake.0.lock().unwrap().cancel_on_move = Some(cancel.clone());
+    let err = write_with(&fake, "main", &cancel, &[gate()]).unwrap_err();
+    assert_eq!(err.kind(), crate::failure::FailureKind::Cancelled);
+    let text = err.to_string();
+    assert!(!text.contains("nothing was committed"), "its commit is on the branch: {text}");
+    assert!(text.contains("may hold that commit") && text.contains("a re-run"), "{text}");
+    assert_eq!(fake.commit_count(), 3, "ours, then theirs");
+}
+
+#[test]
+fn a_read_back_that_lags_behind_an_applied_update_still_ends_in_one_commit() {
+    // Applied, answer lost; the next two reads still show the old head: the
+    // writer plans again there, makes the very same commit, and the update
+    // to where the branch already is succeeds.
+    let fake = scripted(&[Script::ApplyThenLose]);
+    fake.0.lock().unwrap().lagging_reads = 2;
+    let w = write(&fake, &[freight(), gate()]).unwrap();
+    let head = format!("c{}", fake.0.lock().unwrap().head);
+    assert_eq!(w.commit.as_deref(), Some(head.as_str()));
+    assert_eq!((w.attempts, fake.0.lock().unwrap().moves), (2, 2));
+    assert_eq!(fake.commit_count(), 2, "one commit");
+}
+
+#[test]
+fn a_branch_that_keeps_refusing_is_given_up_naming_the_last_answer() {
+    let fake = scripted(&[Script::Refuse("Reference cannot be updated"); MAX_ATTEMPTS as usize]);
+    let err = write(&fake, &[gate()]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("did not move (422 Reference cannot be updated)") && text.contains("nothing was committed"), "{text}");
+    assert_eq!(fake.commit_count(), 1);
+}
+
+#[test]
+fn a_cancelled_write_stops_before_the_branch_moves() {
+    let fake = Fake::new(&[]);
+    let cancel = Cancel::never();
+    cancel.cancel("SIGTERM");
+    let err = write_with(&fake, "main", &cancel, &[gate()]).unwrap_err();
+    assert_eq!(err.kind(), crate::failure::FailureKind::Cancelled);
+    assert!(err.to_string().starts_with("acme/gitops: cancelled by SIGTERM before moving main; nothing was committed"), "{err}");
+    assert_eq!((fake.commit_count(), fake.0.lock().unwrap().moves), (1, 0));
 }
 
 #[test]
 fn an_unknown_branch_is_named() {
     let fake = Fake::new(&[]);
-    let branch: BranchName = "trunk".parse().unwrap();
-    let author = Author::default();
-    let writer = Writer {
-        api: &fake,
-        branch: &branch,
-        author: &author,
-        date: "2026-11-20T10:13:00Z".parse().unwrap(),
-        run_url: None,
-        notify: &|_| {},
-    };
-    let err = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(writer.write(&[gate()])).unwrap_err();
+    let err = write_with(&fake, "trunk", &Cancel::never(), &[gate()]).unwrap_err();
     assert_eq!(err.to_string(), "acme/gitops: has no branch trunk; create it, or name an existing one (gitops-branch, --gitops-branch)");
     assert_eq!(err.kind(), crate::failure::FailureKind::Input);
 }

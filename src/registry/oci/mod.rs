@@ -57,6 +57,7 @@ use super::retry::Backoff;
 use super::transport::Transport;
 use super::{FetchedManifest, RegistryClient, RegistryError};
 use crate::core::ident::{Digest, Repository};
+use crate::core::tag::ManifestRef;
 use crate::settings::RegistryCredentials;
 
 /// GHCR rejects PATCH bodies over 4 MiB (spec section 7).
@@ -115,7 +116,7 @@ impl std::fmt::Debug for OciRegistry {
 }
 
 impl OciRegistry {
-    /// A client that logs in to every registry with the CLI's login (or none).
+    /// A client with the CLI's login, for the registry hosts it names (or none).
     pub fn new(credentials: &RegistryCredentials, options: ClientOptions) -> Result<Self, RegistryError> {
         Self::with_credentials(Credentials::from_flags(credentials), options)
     }
@@ -139,8 +140,14 @@ impl OciRegistry {
         self.requests.load(Ordering::Relaxed)
     }
 
-    fn api(repo: &Repository, rest: &str) -> String {
-        format!("{}/v2/{}/{rest}", endpoint::origin(repo.registry()), repo.path())
+    /// The URL of an API path, made only of validated parts.
+    fn api(repo: &Repository, path: ApiPath<'_>) -> String {
+        let origin = endpoint::origin(repo.registry());
+        match path {
+            ApiPath::Manifest(reference) => format!("{origin}/v2/{}/manifests/{reference}", repo.path()),
+            ApiPath::Blob(digest) => format!("{origin}/v2/{}/blobs/{digest}", repo.path()),
+            ApiPath::Uploads => format!("{origin}/v2/{}/blobs/uploads/", repo.path()),
+        }
     }
 
     fn remember(&self, key: String) {
@@ -171,18 +178,28 @@ impl OciRegistry {
     }
 
     fn denied(&self, call: &Call<'_>, status: u16) -> RegistryError {
-        let repo = call.repo.to_string();
-        let hint = auth::denied_hint(call.repo.registry(), &repo, call.access, self.has_login(call.repo.registry()));
+        let (repo, registry) = (call.repo.to_string(), call.repo.registry());
+        let hint = match self.credentials.missing_for(registry) {
+            Some(hint) => hint,
+            None => auth::denied_hint(registry, &repo, call.access, self.has_login(registry)),
+        };
         RegistryError::Denied { reference: call.what.clone(), status, hint }
     }
 }
 
+/// The paths of the distribution API this client uses.
+#[derive(Clone, Copy)]
+enum ApiPath<'a> {
+    Manifest(ManifestRef<'a>),
+    Blob(&'a Digest),
+    Uploads,
+}
+
 /// `repo:tag` or `repo@digest`, as messages and the written-set name references.
-fn named(repo: &Repository, reference: &str) -> String {
-    if reference.contains(':') {
-        format!("{repo}@{reference}")
-    } else {
-        repo.with_tag(reference)
+fn named(repo: &Repository, reference: ManifestRef<'_>) -> String {
+    match reference {
+        ManifestRef::Tag(t) => repo.with_tag(t),
+        ManifestRef::Digest(d) => repo.with_digest(d),
     }
 }
 
@@ -202,9 +219,9 @@ fn media_type_of(headers: &HeaderMap, bytes: &[u8]) -> String {
 }
 
 impl RegistryClient for OciRegistry {
-    async fn resolve(&self, repo: &Repository, reference: &str) -> Result<Option<Digest>, RegistryError> {
+    async fn resolve(&self, repo: &Repository, reference: ManifestRef<'_>) -> Result<Option<Digest>, RegistryError> {
         let what = named(repo, reference);
-        let mut call = Call::new(Method::HEAD, Self::api(repo, &format!("manifests/{reference}")), repo, Access::Pull, what.clone())
+        let mut call = Call::new(Method::HEAD, Self::api(repo, ApiPath::Manifest(reference)), repo, Access::Pull, what.clone())
             .header(ACCEPT, MANIFEST_ACCEPT);
         call.settle = self.settle_for(&what);
         let resp = self.send(&call).await?;
@@ -219,17 +236,17 @@ impl RegistryClient for OciRegistry {
         }
     }
 
-    async fn manifest(&self, repo: &Repository, reference: &str) -> Result<Option<FetchedManifest>, RegistryError> {
-        let by_digest: Option<Digest> = reference.parse().ok();
+    async fn manifest(&self, repo: &Repository, reference: ManifestRef<'_>) -> Result<Option<FetchedManifest>, RegistryError> {
+        let by_digest = reference.digest();
         let what = named(repo, reference);
-        let mut call = Call::new(Method::GET, Self::api(repo, &format!("manifests/{reference}")), repo, Access::Pull, what.clone())
+        let mut call = Call::new(Method::GET, Self::api(repo, ApiPath::Manifest(reference)), repo, Access::Pull, what.clone())
             .header(ACCEPT, MANIFEST_ACCEPT);
         call.settle = self.settle_for(&what);
         let Some((headers, bytes)) = self.get_small(&call, MAX_MANIFEST_SIZE).await? else {
             return Ok(None);
         };
         let digest = Digest::of(&bytes);
-        if let Some(expected) = &by_digest {
+        if let Some(expected) = by_digest {
             if &digest != expected {
                 return Err(RegistryError::Integrity { reference: what, message: format!("the manifest served hashes to {digest}") });
             }
@@ -248,7 +265,7 @@ impl RegistryClient for OciRegistry {
 
     async fn blob_bytes(&self, repo: &Repository, digest: &Digest, max_size: u64) -> Result<Vec<u8>, RegistryError> {
         let what = format!("{repo}@{digest}");
-        let mut call = Call::new(Method::GET, Self::api(repo, &format!("blobs/{digest}")), repo, Access::Pull, what.clone());
+        let mut call = Call::new(Method::GET, Self::api(repo, ApiPath::Blob(digest)), repo, Access::Pull, what.clone());
         call.settle = self.settle_for(&call.what);
         let (_, bytes) = self.get_small(&call, max_size).await?.ok_or_else(|| protocol(&what, 404, "blob unknown"))?;
         let actual = Digest::of(&bytes);
@@ -260,7 +277,7 @@ impl RegistryClient for OciRegistry {
 
     async fn blob_to_file(&self, repo: &Repository, digest: &Digest, max_size: u64, dest: &Path) -> Result<(Digest, u64), RegistryError> {
         let what = format!("{repo}@{digest}");
-        let mut call = Call::new(Method::GET, Self::api(repo, &format!("blobs/{digest}")), repo, Access::Pull, what);
+        let mut call = Call::new(Method::GET, Self::api(repo, ApiPath::Blob(digest)), repo, Access::Pull, what);
         // Large blobs: only the idle read timeout applies, not a total one.
         call.timeout = None;
         call.settle = self.settle_for(&call.what);
@@ -269,7 +286,7 @@ impl RegistryClient for OciRegistry {
 
     async fn blob_exists(&self, repo: &Repository, digest: &Digest) -> Result<bool, RegistryError> {
         let what = format!("{repo}@{digest}");
-        let call = Call::new(Method::HEAD, Self::api(repo, &format!("blobs/{digest}")), repo, Access::Pull, what.clone());
+        let call = Call::new(Method::HEAD, Self::api(repo, ApiPath::Blob(digest)), repo, Access::Pull, what.clone());
         let resp = self.send(&call).await?;
         match resp.status().as_u16() {
             200 => Ok(true),
@@ -282,10 +299,16 @@ impl RegistryClient for OciRegistry {
         self.upload(repo, digest, BlobFile::open(path, offset, size)?).await
     }
 
-    async fn push_manifest(&self, repo: &Repository, reference: &str, media_type: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+    async fn push_manifest(
+        &self,
+        repo: &Repository,
+        reference: ManifestRef<'_>,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
         let digest = Digest::of(bytes);
         let what = named(repo, reference);
-        let mut call = Call::new(Method::PUT, Self::api(repo, &format!("manifests/{reference}")), repo, Access::Push, what.clone())
+        let mut call = Call::new(Method::PUT, Self::api(repo, ApiPath::Manifest(reference)), repo, Access::Push, what.clone())
             .header(CONTENT_TYPE, media_type)
             .body(Bytes::copy_from_slice(bytes));
         call.settle = Settle::BlobUnknown;

@@ -71,25 +71,25 @@ impl OciRegistry {
     /// client hand it over.
     pub(super) async fn fetch_token(&self, call: &Call<'_>, realm: &str, service: Option<&str>) -> Result<String, RegistryError> {
         let registry = call.repo.registry();
-        let realm_host = realm.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or("");
-        let secure = realm.starts_with("https://") || (realm.starts_with("http://") && endpoint::is_loopback(realm_host));
-        if !secure {
+        let Some(mut url) = endpoint::token_service(realm) else {
             return Err(protocol(
                 &call.what,
                 401,
                 &format!("the registry sent its token endpoint as {realm:?}; credentials only go to https:// token endpoints"),
             ));
-        }
-        let own_host = endpoint::same_host(realm, registry);
+        };
+        let realm_host = url.host_str().unwrap_or_default().to_owned();
+        let own_host = endpoint::same_host(&url, registry);
         let authz = if own_host { self.basic(registry) } else { Authz::None };
         let with_login = !matches!(authz, Authz::None);
         let access = if self.options.push && with_login { Access::Push } else { call.access };
         let repo = call.repo.to_string();
-        let mut url = endpoint::with_query(realm, "scope", &access.scope(call.repo.path()));
+        // The request goes to the URL that was checked, not to the realm's text.
+        url.query_pairs_mut().append_pair("scope", &access.scope(call.repo.path()));
         if let Some(s) = service {
-            url = endpoint::with_query(&url, "service", s);
+            url.query_pairs_mut().append_pair("service", s);
         }
-        let mut token_call = Call::new(Method::GET, url, call.repo, access, format!("token for {repo}"));
+        let mut token_call = Call::new(Method::GET, url.into(), call.repo, access, format!("token for {repo}"));
         token_call.auth = CallAuth::TokenService;
         let resp = self.send_raw(&token_call, &authz, false).await.map_err(|e| match e {
             RegistryError::Denied { status, .. } => RegistryError::Denied {
@@ -98,7 +98,7 @@ impl OciRegistry {
                 hint: if own_host || !self.has_login(registry) {
                     format!("the token service refused the credentials; {}", auth::denied_hint(registry, &repo, access, with_login))
                 } else {
-                    foreign_realm_hint(registry, realm_host)
+                    foreign_realm_hint(registry, &realm_host)
                 },
             },
             other => other,

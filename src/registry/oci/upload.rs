@@ -113,7 +113,7 @@ impl OciRegistry {
     async fn upload_session(&self, repo: &Repository, digest: &Digest, src: &BlobFile, what: &str) -> Result<(), SessionError> {
         let size = src.size;
         let origin = endpoint::origin(repo.registry());
-        let start = Call::new(Method::POST, Self::api(repo, "blobs/uploads/"), repo, Access::Push, what.to_owned());
+        let start = Call::new(Method::POST, Self::api(repo, super::ApiPath::Uploads), repo, Access::Push, what.to_owned());
         let resp = self.send(&start).await?;
         let status = resp.status().as_u16();
         if status != 202 {

@@ -1,7 +1,7 @@
 """The Git Data side of the fake GitHub, backed by real bare git repositories.
 
 ``FakeGitHub`` routes the operations of ../shared/github-api/operations-git.json
-here (bodies already validated against their request schemas). Every write is
+(and of operations-preview.json: compare-commits) here (bodies already validated against their request schemas). Every write is
 done with git plumbing, so what the binary writes is checked by git itself:
 
 - blobs: ``git hash-object -w``;
@@ -336,13 +336,10 @@ class GitRepos:
                 raise GitError(422, "Update is not a fast forward")
         return 200, self._ref_object(repo, ref, new)
 
-    def _repos_get_commit(self, repo, params, query, body):
-        r = git(repo.path, "rev-parse", "--verify", "--quiet", f"{params['ref']}^{{commit}}", check=False)
-        if r.returncode != 0:
-            raise GitError(422, f"No commit found for SHA: {params['ref']}")
-        sha = r.stdout.decode().strip()
+    def _rest_commit(self, repo: GitRepo, sha: str) -> dict:
+        """A commit as the REST API's `commit` schema has it (repos/get-commit, compare)."""
         c = self._commit_object(repo, sha)
-        return 200, {
+        return {
             "url": self._api(repo, f"commits/{sha}"), "sha": sha, "node_id": c["node_id"],
             "html_url": c["html_url"], "comments_url": self._api(repo, f"commits/{sha}/comments"),
             "commit": {"url": c["url"], "author": c["author"], "committer": c["committer"],
@@ -350,6 +347,47 @@ class GitRepos:
                        "verification": c["verification"]},
             "author": None, "committer": None,
             "parents": [{"sha": p["sha"], "url": p["url"], "html_url": p["html_url"]} for p in c["parents"]],
+        }
+
+    def _repos_get_commit(self, repo, params, query, body):
+        r = git(repo.path, "rev-parse", "--verify", "--quiet", f"{params['ref']}^{{commit}}", check=False)
+        if r.returncode != 0:
+            raise GitError(422, f"No commit found for SHA: {params['ref']}")
+        return 200, self._rest_commit(repo, r.stdout.decode().strip())
+
+    def _repos_compare_commits(self, repo, params, query, body):
+        """GET compare/{base}...{head} (operations-preview.json): the merge base
+        by ``git merge-base``, the commits from it to head (``per_page`` of them)."""
+        base, sep, head = params["basehead"].partition("...")
+        if not sep:
+            raise _not_found()
+        shas = []
+        for rev in (base, head):
+            r = git(repo.path, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
+            if r.returncode != 0:
+                raise _not_found()
+            shas.append(r.stdout.decode().strip())
+        base_sha, head_sha = shas
+        r = git(repo.path, "merge-base", base_sha, head_sha, check=False)
+        if r.returncode != 0:
+            raise _not_found()
+        merge_base = r.stdout.decode().strip()
+        ahead = repo.out("rev-list", f"{merge_base}..{head_sha}").split()
+        behind = int(repo.out("rev-list", "--count", f"{merge_base}..{base_sha}"))
+        status = ("identical" if not ahead and not behind else "ahead" if not behind
+                  else "behind" if not ahead else "diverged")
+        m = re.search(r"(?:^|&)per_page=(\d+)", query)
+        per_page = min(int(m.group(1)), 100) if m else 250
+        compare = f"https://github.com/{repo.full_name}/compare/{base}...{head}"
+        return 200, {
+            "url": self._api(repo, f"compare/{base}...{head}"), "html_url": compare,
+            "permalink_url": f"https://github.com/{repo.full_name}/compare/{base_sha}...{head_sha}",
+            "diff_url": compare + ".diff", "patch_url": compare + ".patch",
+            "base_commit": self._rest_commit(repo, base_sha),
+            "merge_base_commit": self._rest_commit(repo, merge_base),
+            "status": status, "ahead_by": len(ahead), "behind_by": behind, "total_commits": len(ahead),
+            "commits": [self._rest_commit(repo, c) for c in list(reversed(ahead))[:per_page]],
+            "files": [],
         }
 
     def _repos_get_content(self, repo, params, query, body):

@@ -25,6 +25,9 @@ Scriptable failures (attributes, change them at any time):
 - ``hold = fn(call) -> seconds``: wait that long before answering (and
   applying) a request, as a slow GitHub would; ``call.body`` is not parsed yet,
   ``call.raw_body`` is.
+- ``git_fault = fn(call) -> harness.git_faults.Fault | None``: a fault for a
+  Git Data call, decided after its body was validated: answered instead of
+  the fake, or after the fake applied the request (see harness.git_faults).
 
 Refused writes are recorded in ``calls`` but create nothing.
 """
@@ -35,6 +38,8 @@ import copy
 import itertools
 import json
 import re
+import socket
+import struct
 import tempfile
 import threading
 import time
@@ -52,6 +57,8 @@ from .fake_git import GitRepos
 
 DEFAULT_OPERATIONS = SHARED_DIR / "github-api" / "operations.json"
 GIT_OPERATIONS = SHARED_DIR / "github-api" / "operations-git.json"
+# The preview's reads (compare-commits), in a file of their own.
+PREVIEW_OPERATIONS = SHARED_DIR / "github-api" / "operations-preview.json"
 DOCS = "https://docs.github.com/rest"
 SHA_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 
@@ -112,6 +119,7 @@ class Call:
     status: int = 0  # what the fake answered
     time: float = field(default_factory=time.time)
     held: bool = False  # answered only after ``FakeGitHub.hold`` said to wait
+    fault: str | None = None  # the kind of fault ``FakeGitHub.git_fault`` injected
 
     @property
     def authorization(self) -> str | None:
@@ -125,9 +133,9 @@ class _Route:
     pattern: re.Pattern
 
 
-# Parameters that may hold slashes: a ref ("heads/stage/staging") and a
-# contents path (empty for the repository root).
-_PARAM_PATTERNS = {"ref": ".+", "path": ".*"}
+# Parameters that may hold slashes: a ref ("heads/stage/staging"), a
+# contents path (empty for the repository root) and compare's base...head.
+_PARAM_PATTERNS = {"ref": ".+", "path": ".*", "basehead": ".+"}
 
 
 def _route_pattern(path_template: str) -> re.Pattern:
@@ -159,6 +167,11 @@ class _GitHubHandler(QuietHandler):
         except Exception as e:  # a harness bug must show up, not hang the client
             status, body, extra_headers = 500, {"message": f"fake GitHub crashed: {e!r}"}, {}
         call.status = status
+        if status == 0:  # an injected reset: RST instead of an answer
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            return
         out_headers = {
             "X-GitHub-Api-Version-Selected": "2022-11-28",
             "X-GitHub-Request-Id": f"FAKE:{id(call):x}",
@@ -189,6 +202,7 @@ class FakeGitHub(BackgroundServer):
         *,
         operations_path: str | Path = DEFAULT_OPERATIONS,
         git_operations_path: str | Path | None = GIT_OPERATIONS,
+        preview_operations_path: str | Path | None = PREVIEW_OPERATIONS,
         mode: str = "ok",
         rate_limit_first_n: int = 0,
         secondary_rate_limit_first_n: int = 0,
@@ -201,6 +215,11 @@ class FakeGitHub(BackgroundServer):
             git_ops = load_operations(git_operations_path)
             self.git_operations = set(git_ops)
             self.operations.update(git_ops)
+        if preview_operations_path is not None:
+            # Served from the same git repositories as the Git Data operations.
+            preview_ops = load_operations(preview_operations_path)
+            self.git_operations |= set(preview_ops)
+            self.operations.update(preview_ops)
         self.request_validators = {
             op: validator(spec["request_schema"]) for op, spec in self.operations.items()
             if spec["request_schema"] is not None
@@ -221,6 +240,7 @@ class FakeGitHub(BackgroundServer):
         self.secondary_rate_limit_first_n = secondary_rate_limit_first_n
         self.expected_token = expected_token
         self.hold: Callable[[Call], float] | None = None
+        self.git_fault: Callable[[Call], Any] | None = None
         # Real GitHub rejects requests without a User-Agent (403).
         self.require_user_agent = require_user_agent
         self._lock = threading.Lock()
@@ -382,12 +402,19 @@ class FakeGitHub(BackgroundServer):
                 messages = [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors]
                 self._schema_error(op, "schema", "; ".join(messages), body)
                 return 422, _invalid(messages, spec["docs_url"]), {}
+        fault = self.git_fault(call) if self.git_fault is not None else None
+        if fault is not None and not fault.after:
+            call.fault = fault.kind
+            return fault.answer()
         status, answer = self.git.handle(op, params, call.query, body, token)
         if status == spec["response_status"]:
             problems = [e.message for e in self.response_validators[op].iter_errors(answer)]
             if problems:
                 with self._lock:
                     self.response_errors.append({"operation": op, "problems": problems[:5]})
+        if fault is not None:
+            call.fault = fault.kind
+            return fault.answer()
         return status, answer, self._rate_headers()
 
     def _refusal(self) -> tuple[int, dict, dict[str, str]] | None:

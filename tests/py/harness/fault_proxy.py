@@ -6,8 +6,16 @@
 
 Faults are decided BEFORE forwarding, so the upstream never sees a faulted
 request: a retried upload PATCH is the client's first PATCH as far as the
-registry knows. Decisions come from a seeded ``random.Random``, so a run is
-reproducible as long as the client's request order is.
+registry knows. Two kinds are the exception, as they are about the answer: a
+"cut" GET is forwarded and its answer broken off mid-body, and a "stall"
+waits ``stall_seconds`` before it is forwarded (a registry that hangs).
+Decisions come from a seeded ``random.Random``, so a run is reproducible as
+long as the client's request order is.
+
+Fault kinds, as ``faults_by_kind()`` counts them: "503", "429" (these two
+with JSON error bodies and maybe Retry-After), "502-html" (an HTML page, as a
+load balancer in front of a registry answers), "reset" (RST), "close" (FIN, no
+answer), "cut", "stall", "always".
 
 Everything else is forwarded as-is: method, path, query, headers (including
 Authorization), and the body, streamed in both directions (chunked request
@@ -43,6 +51,9 @@ _FAULT_BODIES = {
     503: {"errors": [{"code": "UNAVAILABLE", "message": "fault injected by test proxy"}]},
     429: {"errors": [{"code": "TOOMANYREQUESTS", "message": "fault injected by test proxy"}]},
 }
+# What a load balancer in front of a registry answers instead: HTML.
+_HTML_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+             b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
 _DROPS = ("drop-close", "drop-reset")
 
@@ -58,7 +69,7 @@ class ProxyLogEntry:
     path: str  # without the query
     query: str
     status: int | None  # None: connection dropped, no response
-    fault: str | None  # None (forwarded), "status", "drop-close", "drop-reset", "always"
+    fault: str | None  # None (forwarded), "status", "drop-close", "drop-reset", "cut", "stall", "always"
     retry_after: str | None = None
     time: float = field(default_factory=time.time)
 
@@ -75,7 +86,7 @@ class _ProxyHandler(QuietHandler):
             self._drop(reset=entry.fault == "drop-reset")
             return
 
-        if entry.fault is not None:
+        if entry.fault in ("status", "always"):
             # Drain the body first: closing a socket with unread data makes the
             # kernel send RST, and the client would see a reset instead of our 503.
             for _ in self.iter_body():
@@ -83,11 +94,17 @@ class _ProxyHandler(QuietHandler):
             headers = {"Connection": "close"}
             if entry.retry_after is not None:
                 headers["Retry-After"] = entry.retry_after
-            body = json.dumps(_FAULT_BODIES.get(entry.status, _FAULT_BODIES[503])).encode()
             self.close_connection = True
-            self.send_bytes(entry.status, body, headers=headers, head=self.command == "HEAD")
+            head = self.command == "HEAD"
+            if entry.status == 502:
+                self.send_bytes(502, _HTML_502, "text/html", headers=headers, head=head)
+            else:
+                body = json.dumps(_FAULT_BODIES.get(entry.status, _FAULT_BODIES[503])).encode()
+                self.send_bytes(entry.status, body, headers=headers, head=head)
             return
 
+        if entry.fault == "stall":
+            time.sleep(proxy.stall_seconds)  # a registry that hangs, then answers after all
         if proxy.delay and (proxy.delay_when is None or proxy.delay_when(self.command, path)):
             time.sleep(proxy.delay)  # a slow link: the request waits before it is forwarded
         self._forward(proxy, entry)
@@ -153,6 +170,15 @@ class _ProxyHandler(QuietHandler):
             elif not no_body:
                 self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
+            if entry.fault == "cut" and not no_body:
+                # Half the body, then the connection ends.
+                data = resp.read()
+                part = data[: len(data) // 2]
+                if part:
+                    self.wfile.write(part if length is not None else _chunk(part))
+                self.wfile.flush()
+                self._drop(reset=False)
+                return
             if not no_body:
                 while True:
                     data = resp.read1(64 * 1024) if length is None else resp.read(64 * 1024)
@@ -185,6 +211,11 @@ class FaultProxy(BackgroundServer):
         max_faults: stop injecting after this many faults (None: no cap).
         delay: seconds every forwarded request waits first (a slow link);
             ``delay_when(method, path) -> bool`` limits it to some requests.
+        cut_rate: fraction of GET requests forwarded whose answer is broken
+            off mid-body (other methods roll the same, but are forwarded whole).
+        stall_rate: fraction of requests held ``stall_seconds`` before they
+            are forwarded.
+        fault_statuses: what a status fault answers; 502 is sent as HTML.
 
     All of these are plain attributes and may be changed while running.
     Counters (derived from ``log``, the per-request list of ProxyLogEntry):
@@ -209,6 +240,9 @@ class FaultProxy(BackgroundServer):
         upstream_timeout: float = 60.0,
         delay: float = 0.0,
         delay_when: Callable[[str, str], bool] | None = None,
+        cut_rate: float = 0.0,
+        stall_rate: float = 0.0,
+        stall_seconds: float = 30.0,
     ) -> None:
         parsed = urlsplit(upstream if "://" in upstream else f"http://{upstream}")
         if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -225,6 +259,9 @@ class FaultProxy(BackgroundServer):
         self.upstream_timeout = upstream_timeout
         self.delay = delay
         self.delay_when = delay_when
+        self.cut_rate = cut_rate
+        self.stall_rate = stall_rate
+        self.stall_seconds = stall_seconds
         self.rng = random.Random(seed)
         self._lock = threading.Lock()
         self.log: list[ProxyLogEntry] = []  # arrival order; counters derive from it
@@ -251,6 +288,19 @@ class FaultProxy(BackgroundServer):
     @property
     def forwarded(self) -> int:
         return self.requests_seen - self.faults_injected
+
+    def faults_by_kind(self) -> dict[str, int]:
+        """Faults injected, by kind: "503", "429", "502-html", "reset", "close", "cut", "stall", "always"."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for e in self.log:
+                if e.fault is None:
+                    continue
+                kind = {"drop-reset": "reset", "drop-close": "close"}.get(e.fault, e.fault)
+                if e.fault == "status":
+                    kind = "502-html" if e.status == 502 else str(e.status)
+                out[kind] = out.get(kind, 0) + 1
+        return out
 
     def entries(self, method: str | None = None, path_contains: str = "") -> list[ProxyLogEntry]:
         with self._lock:
@@ -282,6 +332,10 @@ class FaultProxy(BackgroundServer):
                 entry.fault = "status"
                 entry.status = self.rng.choice(self.fault_statuses)
                 entry.retry_after = self.rng.choice(self.retry_after_choices)
+            elif roll < self.drop_rate + self.fault_rate + self.cut_rate:
+                entry.fault = "cut" if method == "GET" else None
+            elif roll < self.drop_rate + self.fault_rate + self.cut_rate + self.stall_rate:
+                entry.fault = "stall"
             return entry
 
     def rewrite_location(self, value: str) -> str:

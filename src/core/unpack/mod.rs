@@ -1,6 +1,8 @@
 //! Unpacking a capsule archive that came from somewhere else. Everything spec
-//! section 2 forbids is refused, sizes are counted as bytes arrive (headers are
-//! not trusted), and nothing is written outside the output directory.
+//! section 2 forbids is refused, sizes and entries are counted as they arrive
+//! (headers are not trusted, and the entry past the limit is never written),
+//! and nothing is written outside the output directory. A caller that gives
+//! up (a request that timed out) can stop an unpack between two reads.
 //!
 //! The archive must also read the same here as in Kargo's `untar` (Go's
 //! archive/tar behind a multi-member gzip reader), or a capsule could verify
@@ -13,10 +15,11 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::archive::HashingWriter;
 use super::ident::Digest;
-use super::package::{MAX_FILE_SIZE, MAX_TOTAL_SIZE};
+use super::package::{MAX_ENTRIES, MAX_FILE_SIZE, MAX_TOTAL_SIZE};
 
 /// Room for tar headers and padding on top of the content limit.
 const MAX_DECOMPRESSED: u64 = MAX_TOTAL_SIZE + 16 * 1024 * 1024;
@@ -35,6 +38,12 @@ pub enum UnpackError {
     FileTooLarge { path: String },
     #[error("archive: expands to more than the 100 MiB limit (a compression bomb, or not a capsule)")]
     TooLarge,
+    #[error(
+        "archive: holds more than {MAX_ENTRIES} entries (files and directories), the limit of a capsule layer; nothing past it was written"
+    )]
+    TooManyEntries,
+    #[error("unpacking was stopped: what it was for was given up")]
+    Stopped,
     #[error("archive entry {path:?}: its header says {declared} bytes but the archive holds {read}")]
     Truncated { path: String, declared: u64, read: u64 },
     #[error("archive: data follows the end-of-archive marker; a capsule archive ends there")]
@@ -65,29 +74,41 @@ struct Budget<R> {
 impl<R: Read> Read for Budget<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| io::Error::other(BombMarker))?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| io::Error::other(Halt::Bomb))?;
         Ok(n)
     }
 }
 
-#[derive(Debug)]
-struct BombMarker;
-impl std::fmt::Display for BombMarker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("decompressed size limit reached")
+/// Fails every read once `stop` is set.
+struct Stoppable<'a, R> {
+    inner: R,
+    stop: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Stoppable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(io::Error::other(Halt::Stopped));
+        }
+        self.inner.read(buf)
     }
 }
-impl std::error::Error for BombMarker {}
 
-fn is_bomb(e: &io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.is::<BombMarker>())
+/// Why a reader under the decompressor refused to go on; carried through the
+/// tar reader inside an `io::Error`, and told apart from corruption here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Halt {
+    #[error("decompressed size limit reached")]
+    Bomb,
+    #[error("stopped")]
+    Stopped,
 }
 
 fn corrupt(e: io::Error) -> UnpackError {
-    if is_bomb(&e) {
-        UnpackError::TooLarge
-    } else {
-        UnpackError::Corrupt(e)
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<Halt>()) {
+        Some(Halt::Bomb) => UnpackError::TooLarge,
+        Some(Halt::Stopped) => UnpackError::Stopped,
+        None => UnpackError::Corrupt(e),
     }
 }
 
@@ -125,6 +146,12 @@ fn checked_name(raw: &[u8], is_dir: bool) -> Result<String, UnpackError> {
 /// Unpacks the gzip'd tar read from `layer` into `out`, which must not exist
 /// or be empty. Returns every file with its size and sha256.
 pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
+    unpack_until(layer, out, &AtomicBool::new(false))
+}
+
+/// [`unpack`], ending with [`UnpackError::Stopped`] at the first read after
+/// `stop` is set.
+pub fn unpack_until(layer: impl Read, out: &Path, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
     // A link planted where the output goes would carry every write elsewhere.
     if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(UnpackError::OutputIsLink { dir: out.to_owned() });
@@ -139,9 +166,9 @@ pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackE
         Err(e) => return Err(write_err(out)(e)),
     }
     // Go's gzip reader reads every member, so a second member is part of the archive.
-    let gz = flate2::read::MultiGzDecoder::new(layer);
+    let gz = flate2::read::MultiGzDecoder::new(Stoppable { inner: layer, stop });
     let mut archive = tar::Archive::new(Budget { inner: gz, left: MAX_DECOMPRESSED });
-    let files = unpack_entries(&mut archive, out)?;
+    let files = unpack_entries(&mut archive, out, stop)?;
     // After the end-of-archive block only zero padding may follow: Go's reader
     // refuses a zero block followed by a header, where the tar crate would stop.
     let mut rest = archive.into_inner();
@@ -163,13 +190,19 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError {
     move |source| UnpackError::Write { path, source }
 }
 
-fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
+fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
     let mut dirs: HashSet<String> = HashSet::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut files = Vec::new();
     let mut total = 0u64;
     let mut buf = vec![0u8; 64 * 1024];
-    for entry in archive.entries().map_err(corrupt)? {
+    for (index, entry) in archive.entries().map_err(corrupt)?.enumerate() {
+        if index >= MAX_ENTRIES {
+            return Err(UnpackError::TooManyEntries);
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Err(UnpackError::Stopped);
+        }
         let mut entry = entry.map_err(corrupt)?;
         let kind = entry.header().entry_type();
         let is_dir = kind.is_dir();
@@ -246,148 +279,4 @@ fn kind_name(kind: tar::EntryType) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tar_bytes(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        build(&mut b);
-        b.into_inner().unwrap()
-    }
-
-    fn gzip(raw: &[u8]) -> Vec<u8> {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(raw).unwrap();
-        gz.finish().unwrap()
-    }
-
-    fn tgz(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
-        gzip(&tar_bytes(build))
-    }
-
-    /// One pax record: `<len> <key>=<value>\n`, where len counts the whole record.
-    fn pax_record(key: &str, value: &str) -> Vec<u8> {
-        let body = format!(" {key}={value}\n");
-        let mut len = body.len() + 1;
-        while format!("{len}{body}").len() != len {
-            len += 1;
-        }
-        format!("{len}{body}").into_bytes()
-    }
-
-    fn refused(layer: &[u8]) -> UnpackError {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("nested").join("out");
-        let err = unpack(layer, &out).unwrap_err();
-        // Nothing was written beside the output directory.
-        let beside: Vec<_> = fs::read_dir(dir.path().join("nested")).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(beside, ["out"], "{err}");
-        err
-    }
-
-    fn file(b: &mut tar::Builder<Vec<u8>>, name: &[u8], data: &[u8], kind: tar::EntryType) {
-        let mut h = tar::Header::new_gnu();
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        b.append(&h, data).unwrap();
-    }
-
-    #[test]
-    fn refuses_what_section_2_forbids() {
-        let cases: Vec<(&[u8], tar::EntryType)> = vec![
-            (b"../evil", tar::EntryType::Regular),
-            (b"/etc/evil", tar::EntryType::Regular),
-            (b"./release.yaml", tar::EntryType::Regular),
-            (b"a\\b", tar::EntryType::Regular),
-            (b"link", tar::EntryType::Symlink),
-            (b"hard", tar::EntryType::Link),
-            (b"dev", tar::EntryType::Char),
-            (b"fifo", tar::EntryType::Fifo),
-            (b"nodir/file", tar::EntryType::Regular),
-        ];
-        for (name, kind) in cases {
-            let dir = tempfile::tempdir().unwrap();
-            let out = dir.path().join("out");
-            let layer = tgz(|b| file(b, name, b"x", kind));
-            let err = unpack(&layer[..], &out).unwrap_err();
-            assert!(matches!(err, UnpackError::Unsafe { .. } | UnpackError::Forbidden { .. }), "{name:?}: {err}");
-            assert!(!dir.path().join("evil").exists());
-        }
-    }
-
-    #[test]
-    fn refuses_tar_extensions_other_readers_interpret_differently() {
-        let pax = |b: &mut tar::Builder<Vec<u8>>, kind| {
-            file(b, b"pax", &pax_record("path", "release.yaml"), kind);
-            file(b, b"innocent", b"x", tar::EntryType::Regular);
-        };
-        let err = refused(&tgz(|b| pax(b, tar::EntryType::XHeader)));
-        assert!(matches!(&err, UnpackError::Forbidden { kind, .. } if kind.contains("pax extended")), "{err}");
-        let err = refused(&tgz(|b| pax(b, tar::EntryType::XGlobalHeader)));
-        assert!(matches!(&err, UnpackError::Forbidden { kind, .. } if kind == "pax global header"), "{err}");
-        let err = refused(&tgz(|b| file(b, b"sparse", &[0u8; 512], tar::EntryType::GNUSparse)));
-        assert!(matches!(err, UnpackError::Forbidden { .. } | UnpackError::Corrupt(_)), "{err}");
-        let err = refused(&tgz(|b| file(b, b"a\nb", b"x", tar::EntryType::Regular)));
-        assert!(matches!(err, UnpackError::Unsafe { .. }), "{err}");
-        // Go cuts a GNU long name at its first NUL: that reader would see "release.yaml".
-        let err = refused(&tgz(|b| {
-            file(b, b"././@LongLink", b"release.yaml\0.evil\0", tar::EntryType::GNULongName);
-            file(b, b"placeholder", b"x", tar::EntryType::Regular);
-        }));
-        assert!(matches!(&err, UnpackError::Unsafe { reason, .. } if reason.contains("NUL")), "{err}");
-    }
-
-    #[test]
-    fn header_sizes_are_not_trusted() {
-        // The header claims 4096 bytes; the archive ends after 512.
-        let mut h = tar::Header::new_gnu();
-        h.set_path("liar").unwrap();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_size(4096);
-        h.set_cksum();
-        let mut raw = h.as_bytes().to_vec();
-        raw.extend_from_slice(&[b'L'; 512]);
-        let err = refused(&gzip(&raw));
-        assert!(matches!(err, UnpackError::Truncated { declared: 4096, read: 512, .. }), "{err}");
-    }
-
-    #[test]
-    fn reads_what_go_reads_after_the_first_member_and_marker() {
-        // Two gzip members: Go's reader (Kargo's untar) sees both, and so must we.
-        let first = tar_bytes(|b| file(b, b"a", b"1", tar::EntryType::Regular));
-        let first = &first[..first.len() - 1024]; // without the end-of-archive blocks
-        let mut layer = gzip(first);
-        layer.extend(tgz(|b| file(b, b"b", b"2", tar::EntryType::Regular)));
-        let dir = tempfile::tempdir().unwrap();
-        let files = unpack(&layer[..], &dir.path().join("o")).unwrap();
-        assert_eq!(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-
-        // One zero block, then more entries: Go fails, the tar crate would stop quietly.
-        let mut raw = tar_bytes(|b| file(b, b"a", b"1", tar::EntryType::Regular));
-        raw.truncate(raw.len() - 1024);
-        raw.extend_from_slice(&[0u8; 512]);
-        raw.extend(tar_bytes(|b| file(b, b"b", b"2", tar::EntryType::Regular)));
-        assert!(matches!(refused(&gzip(&raw)), UnpackError::TrailingData));
-    }
-
-    #[test]
-    fn unpacks_and_hashes() {
-        let dir = tempfile::tempdir().unwrap();
-        let layer = tgz(|b| {
-            file(b, b"d/", b"", tar::EntryType::Directory);
-            file(b, b"d/f", b"hi", tar::EntryType::Regular);
-        });
-        let files = unpack(&layer[..], &dir.path().join("o")).unwrap();
-        assert_eq!(files, vec![UnpackedFile { path: "d/f".into(), size: 2, sha256: Digest::of(b"hi") }]);
-        assert_eq!(fs::read(dir.path().join("o/d/f")).unwrap(), b"hi");
-        assert!(matches!(unpack(&layer[..], &dir.path().join("o")), Err(UnpackError::OutputNotEmpty { .. })));
-        let elsewhere = dir.path().join("elsewhere");
-        fs::create_dir(&elsewhere).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, dir.path().join("link")).unwrap();
-        assert!(matches!(unpack(&layer[..], &dir.path().join("link")), Err(UnpackError::OutputIsLink { .. })));
-        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
-    }
-}
+pub(crate) mod tests;
