@@ -17,7 +17,7 @@ number is printed next to a real peer's, measured in the same run:
 
 Our runs also do what the spec requires of every publish and the peers do
 not: the image's build date (section 5), and section 7's race protocol for
-each tag (re-check, read-back, settle delay, confirming read). The binary
+each tag (claim mark, re-check, read-back, settle delay, confirming read). The binary
 times those steps into its debug log (RELEASE_CAPSULE_DEBUG=1); each is
 printed on its own line, and the ratios are given without them and whole.
 3. A republish that has nothing to do: HTTP requests made (target <= 4),
@@ -70,9 +70,10 @@ def run_measured(argv: list[str], env: dict[str, str] | None = None) -> tuple[fl
 
 
 MANDATED = re.compile(r"^debug: spec-mandated (.+): ([0-9.]+) ms$", re.M)
-# The steps spec sections 5 and 7 require of every publish, in the order a run meets them.
-STEPS = ("image date", "re-check", "read-back", "settle", "confirm")
-# The ones issue #16 names; re-check and confirm are the rest of section 7's race protocol.
+# The steps spec sections 5 and 7 require of every publish, in the order a run meets them
+# ("claim mark": the write and read that tell which run's PUT made a tag, for published=true).
+STEPS = ("image date", "claim mark", "re-check", "read-back", "settle", "confirm")
+# The ones issue #16 names; the others are the rest of section 7's race protocol.
 NAMED = ("image date", "read-back", "settle")
 
 
