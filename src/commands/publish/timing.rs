@@ -1,9 +1,9 @@
 //! The spec-mandated steps of a publish (the image's build date, spec section
 //! 5; for each tag, section 7's race protocol: the claim mark that tells
 //! which run's PUT made the tag, the re-check, the read-back, the settle delay
-//! and the confirming read), timed into the debug log. A slow publish then shows which
-//! part was the protocol's and which the work's; bench/publish.py reads these
-//! lines to compare the rest with Helm's push.
+//! and the confirming read), timed into the debug log. A slow publish then
+//! shows which part was the protocol's and which the work's; bench/publish.py
+//! reads these lines to compare the rest with Helm's push.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
