@@ -8,6 +8,7 @@ use crate::core::ident::{Digest, GitSha, IdentError, Repository, SourceUrl};
 use crate::core::package::{PackageError, PackageKind};
 use crate::core::reference::{Reference, ReferenceError};
 use crate::core::timestamp::{Created, TimestampError};
+pub use crate::registry::credentials::RegistryCredentials;
 
 /// Reads an environment variable; a function so tests need no process env.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -209,30 +210,6 @@ pub fn read_optional(flag: &'static str, path: Option<&Path>) -> Result<Option<c
             .map_err(|source| SettingsError::Read { flag, path: p.to_owned(), source })
     })
     .transpose()
-}
-
-/// Registry credentials: flags first, then `REGISTRY_USERNAME` / `REGISTRY_PASSWORD`.
-/// Anonymous when neither is set. The login goes only to the registry hosts
-/// in `hosts`, never to another registry that asks for one.
-#[derive(Clone, Default)]
-pub struct RegistryCredentials {
-    pub username: Option<String>,
-    pub password: Option<String>,
-    /// `--registry-login-host` (or `REGISTRY_LOGIN_HOST`, comma-separated)
-    /// when given, else the registry of the capsule repository the command
-    /// works on: the one registry every command must log in to.
-    pub hosts: Vec<String>,
-}
-
-impl std::fmt::Debug for RegistryCredentials {
-    // Never print the secret.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegistryCredentials")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "***"))
-            .field("hosts", &self.hosts)
-            .finish()
-    }
 }
 
 impl RegistryCredentials {

@@ -5,6 +5,7 @@
 //! records, if any. Only a failed publish, failed records (or bad input) fail
 //! the step; reporting problems become warnings.
 
+pub mod commit_dates;
 pub mod gitops;
 pub mod outputs;
 pub mod preview;
@@ -23,10 +24,11 @@ use std::time::Duration;
 use crate::cancel::Cancel;
 use crate::commands::publish::{publish, CommitDateSource, PublishOutcome};
 use crate::failure::{Classify, Failure, FailureKind};
-use crate::github::client::{GitHubCommitDates, Notify, OctocrabGitHub};
+use crate::github::client::{Notify, OctocrabGitHub};
 use crate::github::{CheckAnnotation, ChecksApi};
 use crate::settings::Env;
 
+use self::commit_dates::GitHubCommitDates;
 use self::reporting::Reporter;
 use self::settings::ActionSettings;
 use self::verdict::Verdict;

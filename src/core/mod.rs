@@ -10,6 +10,7 @@ pub mod image_date;
 pub mod layers;
 pub mod manifest;
 pub mod package;
+pub mod percent;
 pub mod provenance;
 pub mod quoted_yaml;
 pub mod reference;

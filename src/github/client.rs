@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use super::retry::{Answer, Decision, Outcome, Policy};
 use super::{CheckRunCreate, CheckRunUpdate, ChecksApi, CommitStatus, GitHubError, Token};
-use crate::commands::publish::CommitDateSource;
 use crate::core::ident::GitSha;
 use crate::core::timestamp::Created;
 
@@ -213,30 +212,6 @@ impl ChecksApi for OctocrabGitHub {
     }
 }
 
-/// The committer date for publish: from the push payload when it names this
-/// commit, else from the API.
-pub struct GitHubCommitDates<'a> {
-    pub api: Option<&'a OctocrabGitHub>,
-    pub from_payload: Option<(GitSha, Created)>,
-}
-
-impl CommitDateSource for GitHubCommitDates<'_> {
-    fn commit_date<'a>(&'a self, sha: &'a GitSha) -> BoxFuture<'a, anyhow::Result<Option<Created>>> {
-        async move {
-            if let Some((known, date)) = &self.from_payload {
-                if known == sha {
-                    return Ok(Some(*date));
-                }
-            }
-            match self.api {
-                Some(api) => Ok(api.committer_date(sha).await?),
-                None => Ok(None),
-            }
-        }
-        .boxed()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -388,11 +363,6 @@ mod tests {
             gh.create_commit_status(&sha, &status).await.unwrap();
             let date = gh.committer_date(&sha).await.unwrap().unwrap();
             assert_eq!(date.to_string(), "2026-11-20T10:11:12Z");
-            assert_eq!(count.load(Ordering::SeqCst), 2);
-            // The push payload's date wins without a request.
-            let payload_date = Created::from_unix(1_700_000_000, "x").unwrap();
-            let dates = GitHubCommitDates { api: Some(&gh), from_payload: Some((sha.clone(), payload_date)) };
-            assert_eq!(dates.commit_date(&sha).await.unwrap(), Some(payload_date));
         });
         assert_eq!(count.load(Ordering::SeqCst), 2);
         assert!(requests.lock().unwrap()[1].starts_with(&format!("GET /repos/acme/app/commits/{sha} ")));

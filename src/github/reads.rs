@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::client::OctocrabGitHub;
 use super::git_data::{found, json, GitData, ShaOnly};
 use super::GitHubError;
-use crate::registry::endpoint::percent_encode;
+use crate::core::percent::percent_encode;
 
 /// Files as (path relative to a directory, bytes).
 pub type Files = Vec<(String, Vec<u8>)>;

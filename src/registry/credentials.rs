@@ -14,7 +14,30 @@ use std::path::Path;
 
 use base64::Engine as _;
 
-use crate::settings::RegistryCredentials;
+/// The CLI's registry login, as `settings` resolves it from the flags, then
+/// `REGISTRY_USERNAME` / `REGISTRY_PASSWORD`. Anonymous when neither is set.
+/// The login goes only to the registry hosts in `hosts`, never to another
+/// registry that asks for one.
+#[derive(Clone, Default)]
+pub struct RegistryCredentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// `--registry-login-host` (or `REGISTRY_LOGIN_HOST`, comma-separated)
+    /// when given, else the registry of the capsule repository the command
+    /// works on: the one registry every command must log in to.
+    pub hosts: Vec<String>,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    // Never print the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("hosts", &self.hosts)
+            .finish()
+    }
+}
 
 /// One login. Its Debug never shows the password.
 #[derive(Clone, PartialEq, Eq)]

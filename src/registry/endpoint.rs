@@ -5,6 +5,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::core::percent::percent_encode;
+
 /// The host of `registry` (`host[:port]`, IPv6 in brackets), without the port.
 pub fn host_of(registry: &str) -> &str {
     if let Some(rest) = registry.strip_prefix('[') {
@@ -92,18 +94,6 @@ fn host_and_port(authority: &str, default_port: &str) -> String {
 pub fn with_query(url: &str, key: &str, value: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{key}={}", percent_encode(value))
-}
-
-/// `s` with everything but RFC 3986's unreserved characters percent-encoded.
-pub fn percent_encode(s: &str) -> String {
-    s.bytes().fold(String::with_capacity(s.len()), |mut out, b| {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-        out
-    })
 }
 
 #[cfg(test)]

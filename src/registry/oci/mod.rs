@@ -51,14 +51,13 @@ use self::answers::{protocol, read_text};
 use self::send::{Call, Settle};
 use self::upload::BlobFile;
 use super::auth::{self, Access, AuthCache};
-use super::credentials::Credentials;
+use super::credentials::{Credentials, RegistryCredentials};
 use super::endpoint;
 use super::retry::Backoff;
 use super::transport::Transport;
 use super::{FetchedManifest, RegistryClient, RegistryError};
 use crate::core::ident::{Digest, Repository};
 use crate::core::tag::ManifestRef;
-use crate::settings::RegistryCredentials;
 
 /// GHCR rejects PATCH bodies over 4 MiB (spec section 7).
 pub const MAX_CHUNK: u64 = 4 * 1024 * 1024;
