@@ -158,11 +158,23 @@ impl Drop for Staged {
     }
 }
 
+/// Whether a layout's blobs reach the disk before the layout is moved into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `build --output`: the layout outlives the run, and a crash just after
+    /// the rename must not leave empty blobs under their final names.
+    Synced,
+    /// The scratch layout publish pushes and then deletes: syncing it only
+    /// made the run wait for the disk (twice: once to write, once to free).
+    Scratch,
+}
+
 /// Builds the capsule into a staged OCI image layout for `out`, tagged
 /// `git-<sha>`; [`Staged::commit`] with [`Replaceable::Layout`] puts it in place.
 /// `chart_layer`: also write layer 1 (the Helm chart), for a Helm package.
 pub fn stage_capsule_layout(
     out: &Path,
+    durability: Durability,
     r: &Release,
     package: &Package,
     docs: &Documents,
@@ -170,7 +182,7 @@ pub fn stage_capsule_layout(
 ) -> Result<(Staged, Built), LayoutError> {
     check_output(out, Replaceable::Layout)?;
     let staged = Staged::new(out)?;
-    let built = write_into(&staged.dir, r, package, docs, chart_layer)?;
+    let built = write_into(&staged.dir, durability, r, package, docs, chart_layer)?;
     Ok((staged, built))
 }
 
@@ -179,25 +191,37 @@ fn partial_blob(path: &Path) -> Result<BufWriter<fs::File>, LayoutError> {
     Ok(BufWriter::with_capacity(256 * 1024, fs::File::create(path).map_err(io_at(path))?))
 }
 
-fn finish_blob(writer: BufWriter<fs::File>, partial: &Path, dir: &Path, digest: &Digest) -> Result<(), LayoutError> {
-    writer
-        .into_inner()
-        .map_err(|e| LayoutError::Io { path: partial.to_owned(), source: e.into_error() })?
-        .sync_all()
-        .map_err(io_at(partial))?;
+fn finish_blob(
+    writer: BufWriter<fs::File>,
+    durability: Durability,
+    partial: &Path,
+    dir: &Path,
+    digest: &Digest,
+) -> Result<(), LayoutError> {
+    let file = writer.into_inner().map_err(|e| LayoutError::Io { path: partial.to_owned(), source: e.into_error() })?;
+    if durability == Durability::Synced {
+        file.sync_all().map_err(io_at(partial))?;
+    }
     let path = blob_path(dir, digest);
     fs::rename(partial, &path).map_err(io_at(&path))
 }
 
-fn write_into(dir: &Path, r: &Release, package: &Package, docs: &Documents, chart_layer: bool) -> Result<Built, LayoutError> {
+fn write_into(
+    dir: &Path,
+    durability: Durability,
+    r: &Release,
+    package: &Package,
+    docs: &Documents,
+    chart_layer: bool,
+) -> Result<Built, LayoutError> {
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
     let (partial, chart_partial) = (blobs.join(".layer.partial"), blobs.join(".chart.partial"));
     let chart_sink = if chart_layer && package.chart.is_some() { Some(partial_blob(&chart_partial)?) } else { None };
     let (built, writer, chart_writer) = capsule::write(r, package, docs, partial_blob(&partial)?, chart_sink)?;
-    finish_blob(writer, &partial, dir, &built.layer.digest)?;
+    finish_blob(writer, durability, &partial, dir, &built.layer.digest)?;
     if let (Some(w), Some(info)) = (chart_writer, &built.chart_layer) {
-        finish_blob(w, &chart_partial, dir, &info.digest)?;
+        finish_blob(w, durability, &chart_partial, dir, &info.digest)?;
     }
     write_file(&blob_path(dir, &Digest::of(EMPTY_CONFIG)), EMPTY_CONFIG)?;
     write_file(&blob_path(dir, &built.digest), &built.manifest_bytes)?;

@@ -9,7 +9,7 @@ use crate::core::package::{self, Package};
 use crate::core::release::Release;
 use crate::core::unpack;
 use crate::failure::{Classify, Failure, FailureKind};
-use crate::layout::{self, LayoutError, Replaceable, Staged};
+use crate::layout::{self, Durability, LayoutError, Replaceable, Staged};
 use crate::report::{self, CapsuleReport};
 use crate::settings::{self, BuildSettings, CapsuleSettings, Env};
 
@@ -17,7 +17,7 @@ pub fn run(args: &BuildArgs, env: Env) -> Result<(), Failure> {
     let s = BuildSettings::resolve(args, env).or_fail(FailureKind::Input)?;
     let package = scan_package(&s.capsule)?;
     let (release, package, docs) = prepare(&s.capsule, package, s.image_digest.clone(), s.created)?;
-    let built = write_outputs(&s.capsule, &s.output, &release, &package, &docs)?;
+    let built = write_outputs(&s.capsule, &s.output, Durability::Synced, &release, &package, &docs)?;
     let report = CapsuleReport::new(&release, &package, &built);
     if s.capsule.json {
         report::print_json(&report);
@@ -81,6 +81,7 @@ fn layout_failure(e: LayoutError) -> Failure {
 pub fn write_outputs(
     s: &CapsuleSettings,
     out: &std::path::Path,
+    durability: Durability,
     release: &Release,
     package: &Package,
     docs: &Documents,
@@ -88,7 +89,7 @@ pub fn write_outputs(
     if let Some(dir) = &s.unpacked {
         layout::check_output(dir, Replaceable::CapsuleTree).map_err(layout_failure)?;
     }
-    let (staged, built) = layout::stage_capsule_layout(out, release, package, docs, s.helm_layer).map_err(layout_failure)?;
+    let (staged, built) = layout::stage_capsule_layout(out, durability, release, package, docs, s.helm_layer).map_err(layout_failure)?;
     eprintln!("  layer {} ({})", built.layer.digest, report::human_size(built.layer.size));
     if let Some(chart) = &built.chart_layer {
         eprintln!("  chart layer {} ({})", chart.digest, report::human_size(chart.size));

@@ -2,14 +2,13 @@
 //! entry names and contents. Headers are normalized; file contents stream from
 //! disk, so memory stays flat whatever the package size.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use flate2::{Compression, GzBuilder};
 use sha2::{Digest as _, Sha256};
 
 use super::ident::Digest;
+use super::layers::{self, LayerJob};
 
 /// Part of the format: a change here changes every capsule digest.
 pub const GZIP_LEVEL: u32 = 6;
@@ -84,23 +83,7 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Hashes and counts what is read through it.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    read: u64,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.read += n as u64;
-        Ok(n)
-    }
-}
-
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+pub(super) fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
@@ -112,40 +95,12 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 /// Writes `entries`, already in archive order, as a gzip'd tar into `sink`.
-pub fn write_layer<'a, W: Write>(entries: impl IntoIterator<Item = ArchiveEntry<'a>>, sink: W) -> Result<(LayerInfo, W), ArchiveError> {
-    let gz = GzBuilder::new().mtime(0).write(HashingWriter::new(sink), Compression::new(GZIP_LEVEL));
-    let mut tar = tar::Builder::new(gz);
-    let mut uncompressed = 0u64;
-    for entry in entries {
-        match entry.data {
-            EntryData::Dir => {
-                let mut h = header(tar::EntryType::Directory, 0o755, 0);
-                tar.append_data(&mut h, format!("{}/", entry.path), io::empty()).map_err(ArchiveError::Write)?;
-            }
-            EntryData::Bytes(bytes) => {
-                let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
-                tar.append_data(&mut h, &entry.path, bytes).map_err(ArchiveError::Write)?;
-                uncompressed += bytes.len() as u64;
-            }
-            EntryData::File { source, size, sha256 } => {
-                let file = File::open(source).map_err(|e| ArchiveError::Io { path: source.to_owned(), source: e })?;
-                let mut reader = HashingReader { inner: file.take(size), hasher: Sha256::new(), read: 0 };
-                let mut h = header(tar::EntryType::Regular, 0o644, size);
-                tar.append_data(&mut h, &entry.path, &mut reader).map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => ArchiveError::Changed { path: source.to_owned() },
-                    _ => ArchiveError::Io { path: source.to_owned(), source: e },
-                })?;
-                if reader.read != size || Digest::from_hasher(reader.hasher) != *sha256 {
-                    return Err(ArchiveError::Changed { path: source.to_owned() });
-                }
-                uncompressed += size;
-            }
-        }
-    }
-    let gz = tar.into_inner().map_err(ArchiveError::Write)?;
-    let hashing = gz.finish().map_err(ArchiveError::Write)?;
-    let (sink, digest, size) = hashing.finish();
-    Ok((LayerInfo { digest, size, uncompressed_size: uncompressed }, sink))
+pub fn write_layer<'a, W: Write + Send>(
+    entries: impl IntoIterator<Item = ArchiveEntry<'a>>,
+    sink: W,
+) -> Result<(LayerInfo, W), ArchiveError> {
+    let mut written = layers::write_layers(vec![LayerJob { entries: entries.into_iter().collect(), sink }])?;
+    Ok(written.remove(0))
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 
 use std::io::Write;
 
-use super::archive::{self, ArchiveEntry, ArchiveError, EntryData, LayerInfo};
+use super::archive::{ArchiveEntry, ArchiveError, EntryData, LayerInfo};
 use super::ident::Digest;
+use super::layers::{self, LayerJob};
 use super::manifest::{self, Manifest};
 use super::package::{ChartInfo, Package, PackageEntry, MAX_TOTAL_SIZE};
 use super::release::{self, Release, PROVENANCE_PATH, RELEASE_FILE, SBOM_PATH};
@@ -120,14 +121,15 @@ pub struct Built {
 }
 
 /// Writes layer 0 into `sink` and, for a Helm chart when `chart_sink` is
-/// given, layer 1 into it; then builds the manifest that names them.
-pub fn write<W: Write, C: Write>(
+/// given, layer 1 into it (both at once: the package is read once for both);
+/// then builds the manifest that names them.
+pub fn write<W: Write + Send>(
     r: &Release,
     package: &Package,
     docs: &Documents,
     sink: W,
-    chart_sink: Option<C>,
-) -> Result<(Built, W, Option<C>), CapsuleError> {
+    chart_sink: Option<W>,
+) -> Result<(Built, W, Option<W>), CapsuleError> {
     let total = package.total_size + (docs.release_yaml.len() + docs.sbom.len() + docs.provenance.len()) as u64;
     if total > MAX_TOTAL_SIZE {
         return Err(CapsuleError::TooLarge { size: total });
@@ -138,18 +140,26 @@ pub fn write<W: Write, C: Write>(
             return Err(CapsuleError::ChartFileTooLarge { path: big.path.clone(), size: big.size });
         }
     }
-    let (layer, sink) = archive::write_layer(entries(r, package, docs), sink)?;
+    let mut jobs = vec![LayerJob { entries: entries(r, package, docs), sink }];
+    let (chart, unused_chart_sink) = match (chart, chart_sink) {
+        (Some(chart), Some(chart_sink)) => {
+            jobs.push(LayerJob { entries: chart_entries(package, chart), sink: chart_sink });
+            (Some(chart), None)
+        }
+        (_, chart_sink) => (None, chart_sink),
+    };
+    let mut written = layers::write_layers(jobs)?.into_iter();
+    let (layer, sink) = written.next().expect("layer 0 was written");
     if layer.size > MAX_LAYER_SIZE {
         return Err(CapsuleError::LayerTooLarge { size: layer.size });
     }
     let mut manifest = manifest::capsule_manifest(r, &layer.digest, layer.size);
-    let (chart_layer, chart_sink) = match (chart, chart_sink) {
-        (Some(chart), Some(chart_sink)) => {
-            let (info, chart_sink) = archive::write_layer(chart_entries(package, chart), chart_sink)?;
+    let (chart_layer, chart_sink) = match (chart, written.next()) {
+        (Some(chart), Some((info, chart_sink))) => {
             manifest.layers.push(manifest::chart_layer_descriptor(&info.digest, info.size, &chart.name, &chart.version));
             (Some(info), Some(chart_sink))
         }
-        (_, chart_sink) => (None, chart_sink),
+        _ => (None, unused_chart_sink),
     };
     let manifest_bytes = manifest.to_bytes();
     let digest = Digest::of(&manifest_bytes);

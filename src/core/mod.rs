@@ -4,8 +4,10 @@
 
 pub mod archive;
 pub mod capsule;
+mod compress;
 pub mod ident;
 pub mod image_date;
+pub mod layers;
 pub mod manifest;
 pub mod package;
 pub mod percent;

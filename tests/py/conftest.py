@@ -8,6 +8,7 @@ proxy settings or docker credentials can never reach it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -38,6 +39,36 @@ _INHERITED_ENV = (
     "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "RUST_BACKTRACE", "RUST_LOG",
     "LLVM_PROFILE_FILE", "SSL_CERT_FILE", "SSL_CERT_DIR",
 )
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "exclusive(name): one test at a time among those marked with the same name, across all "
+        "pytest-xdist workers (for a machine-wide resource that cannot be shared)",
+    )
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    """A directory of this run that every pytest-xdist worker sees."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+
+
+@pytest.fixture(autouse=True)
+def _exclusive(request) -> Iterator[None]:
+    """Holds the ``exclusive`` marker's lock for the test, its function-scoped
+    fixtures included. scripts/test runs the modules on several workers; a
+    test that needs something of the machine's to itself says so with
+    ``@pytest.mark.exclusive("podman")`` (or ``pytestmark`` for a module)."""
+    marker = request.node.get_closest_marker("exclusive")
+    if marker is None:
+        yield
+        return
+    with open(request.getfixturevalue("run_dir") / f"exclusive-{marker.args[0]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def pytest_collection_modifyitems(config, items):
@@ -145,9 +176,19 @@ def fake_github(shared_dir: Path) -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture(scope="session")
-def gzip_bomb() -> bytes:
-    """A capsule layer with a 1 GiB file of zeros (about 1 MiB gzipped), built once."""
-    return gzip_bomb_layer()
+def gzip_bomb(run_dir: Path) -> bytes:
+    """A capsule layer with a 1 GiB file of zeros (about 1 MiB gzipped), built
+    once per run: under pytest-xdist the first worker that needs it builds it
+    into the run's shared temporary directory and the others read it there."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return gzip_bomb_layer()
+    path = run_dir / "gzip-bomb.tar.gz"
+    with open(run_dir / "gzip-bomb.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            path.with_suffix(".partial").write_bytes(gzip_bomb_layer())
+            path.with_suffix(".partial").rename(path)
+    return path.read_bytes()
 
 
 @pytest.fixture

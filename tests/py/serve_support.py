@@ -54,8 +54,24 @@ class Server:
     def stderr(self) -> str:
         return self.proc.stderr.read() if self.proc.poll() is not None else ""
 
-    def logs(self) -> list[dict]:
-        return [json.loads(l) for l in list(self.lines) if l.startswith("{")]
+    def logs(self, *, path: str | None = None, at_least: int = 0, timeout: float = 10) -> list[dict]:
+        """The server's JSON log lines, only those for ``path`` when given.
+
+        A line reaches us through the reader thread some time after the answer
+        it describes (later still on a busy machine): wait until ``at_least``
+        of them are there, or, once the server has exited, until all are read.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None
+            if exited:
+                self._reader.join(timeout=max(0.0, deadline - time.monotonic()))
+            entries = [json.loads(l) for l in list(self.lines) if l.startswith("{")]
+            if path is not None:
+                entries = [e for e in entries if e.get("path") == path]
+            if len(entries) >= at_least or exited or time.monotonic() > deadline:
+                return entries
+            time.sleep(0.02)
 
     def request(self, method: str, path: str, body: bytes | None = None, timeout: float = 60) -> tuple[int, bytes, dict]:
         req = urllib.request.Request(self.url + path, data=body, method=method,

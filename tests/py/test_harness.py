@@ -6,6 +6,7 @@ shell script in this module).
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import http.client
 import io
@@ -719,3 +720,10 @@ def test_github_actions_env_points_at_the_fake(github_actions_env, fake_github):
     assert github_actions_env["GITHUB_SHA"] == HEAD_SHA
     assert Path(github_actions_env["GITHUB_EVENT_PATH"]).is_file()
     assert Path(github_actions_env["GITHUB_OUTPUT"]).is_file()
+
+
+@pytest.mark.exclusive("harness-self-test")
+def test_the_exclusive_marker_holds_its_lock_for_the_whole_test(run_dir):
+    with open(run_dir / "exclusive-harness-self-test.lock") as another:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(another, fcntl.LOCK_EX | fcntl.LOCK_NB)

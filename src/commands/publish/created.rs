@@ -91,7 +91,12 @@ mod tests {
     }
 
     fn image(created: Option<&str>) -> ImageFacts {
-        ImageFacts { digest: Digest::of(b"image"), created: created.map(|c| c.parse().unwrap()), to_push: None }
+        ImageFacts {
+            digest: Digest::of(b"image"),
+            created: created.map(|c| c.parse().unwrap()),
+            date_lookup: std::time::Duration::ZERO,
+            to_push: None,
+        }
     }
 
     struct FromApi(Option<&'static str>);

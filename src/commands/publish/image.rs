@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
@@ -33,6 +34,8 @@ const MAX_DATE_CHILDREN: usize = 32;
 pub(super) struct ImageFacts {
     pub digest: Digest,
     pub created: Option<Created>,
+    /// How long reading the build date took (spec-mandated work, timed apart).
+    pub date_lookup: Duration,
     /// A layout to push as `<image>:git-<sha>` once everything is checked,
     /// and what the tag named when that was decided.
     pub to_push: Option<LayoutPush>,
@@ -54,8 +57,9 @@ pub(super) async fn resolve_image<R: RegistryClient>(registry: &R, s: &PublishSe
     };
     check_given_digest(s, &fetched.digest, &format!("{repo}:{tag} resolves to"))?;
     eprintln!("image {repo}:{tag} is {}", fetched.digest);
+    let started = Instant::now();
     let created = image_created(&RegistryImage { registry, repo }, &fetched.bytes, &format!("{repo}@{}", fetched.digest)).await?;
-    Ok(Some(ImageFacts { digest: fetched.digest, created, to_push: None }))
+    Ok(Some(ImageFacts { digest: fetched.digest, created, date_lookup: started.elapsed(), to_push: None }))
 }
 
 /// The error for an image tag that does not exist.
@@ -80,7 +84,9 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
     let plan = layout.plan(&root).map_err(Failure::input)?;
     let digest = plan.root.digest.clone();
     check_given_digest(s, &digest, &format!("--image-layout {} holds", path.display()))?;
+    let started = Instant::now();
     let created = image_created(&LayoutImage(&layout), &plan.root.bytes, &format!("--image-layout {}", path.display())).await?;
+    let date_lookup = started.elapsed();
 
     let to_push = match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
         Some(d) if d == digest => {
@@ -101,7 +107,7 @@ pub(super) async fn inspect_image_layout<R: RegistryClient>(
             Some(LayoutPush { plan, path: path.to_owned(), previous })
         }
     };
-    Ok(ImageFacts { digest, created, to_push })
+    Ok(ImageFacts { digest, created, date_lookup, to_push })
 }
 
 /// Pushes the layout: blobs, child manifests by digest, then the tag by the

@@ -24,6 +24,7 @@ mod created;
 mod image;
 mod immutability;
 mod tagging;
+mod timing;
 
 use std::sync::Mutex;
 
@@ -146,25 +147,29 @@ pub async fn publish_with<R: RegistryClient>(
     // in the registry yet (a pull request that only annotates).
     let package = build::scan_package(c)?;
     // The capsule tag does not depend on the image: resolve both at once.
+    let started = std::time::Instant::now();
     let image = async {
-        match &s.image_layout {
+        let image = match &s.image_layout {
             Some(path) => image::inspect_image_layout(registry, s, path, &tag).await.map(Some),
             None => image::resolve_image(registry, s, &tag).await,
-        }
+        };
+        (image, started.elapsed())
     };
-    let (image, existing) = futures_util::future::join(image, registry.resolve(&c.capsule, (&tag).into())).await;
+    let capsule_tag = async { (registry.resolve(&c.capsule, (&tag).into()).await, started.elapsed()) };
+    let ((image, image_done), (existing, tag_done)) = futures_util::future::join(image, capsule_tag).await;
     let mut image = match image? {
         Some(image) => image,
         None if s.allow_missing_image => return package_only(s, package),
         None => return Err(image::missing_image(&c.image, &tag)),
     };
+    timing::log("image date", timing::on_critical_path(image.date_lookup, image_done, tag_done));
     let existing = existing.map_err(Failure::from)?;
-    let created = created::choose_created(s, &image, commit_dates).await?;
+    let created = timing::mandated("image date", created::choose_created(s, &image, commit_dates)).await?;
 
     let (release, package, docs) = build::prepare(c, package, image.digest.clone(), created)?;
     let work = crate::scratch::WorkDir::new()?;
     let capsule_layout = work.path().join("capsule");
-    let built = build::write_outputs(c, &capsule_layout, &release, &package, &docs)?;
+    let built = build::write_outputs(c, &capsule_layout, layout::Durability::Scratch, &release, &package, &docs)?;
     let ours = release::parse(&String::from_utf8_lossy(&docs.release_yaml)).or_fail(FailureKind::Failed)?;
     let action = immutability::capsule_action(registry, s, existing, &built, &ours, work.path()).await?;
 
@@ -281,6 +286,13 @@ async fn push_capsule<R: RegistryClient>(
     cancel
         .guard("uploading the capsule's blobs", async { tagging::push_blobs(registry, repo, blobs).await.map_err(Failure::from) })
         .await?;
+    // The layout is pushed: free it while the tag is claimed, which spends
+    // most of its time in the settle delay. What is left, the scratch
+    // directory's drop removes.
+    let freed = tokio::task::spawn_blocking({
+        let dir = dir.to_owned();
+        move || std::fs::remove_dir_all(dir)
+    });
     let write = TagWrite {
         repo,
         tag,
@@ -304,7 +316,9 @@ async fn push_capsule<R: RegistryClient>(
             Ok(same)
         }
     };
-    match tagging::claim_tag(registry, &write, cancel, accept).await? {
+    let claim = tagging::claim_tag(registry, &write, cancel, accept).await;
+    let _ = freed.await;
+    match claim? {
         Claim::Made => Ok((true, None)),
         Claim::Found => Ok((false, None)),
         Claim::Other(_) => Ok((false, same_release.into_inner().unwrap_or_else(|e| e.into_inner()))),

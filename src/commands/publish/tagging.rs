@@ -35,6 +35,7 @@ use tokio::time::Instant;
 
 use super::claim::ClaimMark;
 use super::debug;
+use super::timing::mandated;
 use crate::cancel::Cancel;
 use crate::core::ident::{Digest, Repository};
 use crate::core::tag::Tag;
@@ -100,10 +101,10 @@ where
     let tagging = format!("tagging {} {}", w.what, repo.with_tag(tag));
     cancel.check(&tagging)?;
     let mark = ClaimMark::random(w.digest, &repo.with_tag(tag));
-    let marked = mark.write(registry, w.register).await?;
+    let marked = mandated("claim mark", mark.write(registry, w.register)).await?;
     cancel.check(&tagging)?;
     let started = Instant::now();
-    match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
+    match mandated("re-check", registry.resolve(repo, tag.into())).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest => {
             debug(&format!("{}: another run already tagged this very manifest", repo.with_tag(tag)));
             return Ok(Claim::Found);
@@ -119,11 +120,11 @@ where
     cancel.check(&tagging)?;
     registry.push_manifest(repo, tag.into(), w.media_type, w.bytes).await.map_err(Failure::from)?;
     let gap = started.elapsed();
-    let made = marked && mark.still_ours(registry, w.register).await?;
+    let made = marked && mandated("claim mark", mark.still_ours(registry, w.register)).await?;
     if !made {
         debug(&format!("{}: another run claimed it since; that run counts as its publisher", repo.with_tag(tag)));
     }
-    read_back(registry, repo, w.digest).await?;
+    mandated("read-back", read_back(registry, repo, w.digest)).await?;
     let settle = settle_delay(gap);
     debug(&format!("{}: re-check to PUT took {gap:?}; confirming the tag in {settle:?}", repo.with_tag(tag)));
     tokio::select! {
@@ -136,9 +137,9 @@ where
                 w.digest
             )));
         }
-        _ = tokio::time::sleep(settle) => {}
+        _ = mandated("settle", tokio::time::sleep(settle)) => {}
     }
-    match registry.resolve(repo, tag.into()).await.map_err(Failure::from)? {
+    match mandated("confirm", registry.resolve(repo, tag.into())).await.map_err(Failure::from)? {
         Some(now) if &now == w.digest && made => Ok(Claim::Made),
         Some(now) if &now == w.digest => Ok(Claim::Found),
         Some(now) => {

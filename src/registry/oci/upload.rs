@@ -40,11 +40,21 @@ impl BlobFile {
         Ok(Self { file: Arc::new(file), path: path.display().to_string(), offset, size })
     }
 
-    /// Bytes `start..start+len` of the blob, and the hasher fed with them.
-    async fn chunk(&self, start: u64, len: u64, mut hasher: Sha256) -> Result<(Bytes, Sha256), RegistryError> {
+    /// Starts reading bytes `start..start+len` of the blob into `buf` (a
+    /// buffer an earlier chunk gave back, or a new one) and feeding them to
+    /// `hasher`, on a blocking thread, right away: the upload awaits it while
+    /// the chunk before is on the wire.
+    fn read_chunk(
+        &self,
+        start: u64,
+        len: u64,
+        mut hasher: Sha256,
+        mut buf: Vec<u8>,
+    ) -> impl std::future::Future<Output = Result<(Bytes, Sha256), RegistryError>> {
         let (file, pos, path) = (Arc::clone(&self.file), self.offset + start, self.path.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; len as usize];
+        let read = tokio::task::spawn_blocking(move || {
+            // A buffer of the same length is overwritten in place, not zeroed again.
+            buf.resize(len as usize, 0);
             file.read_exact_at(&mut buf, pos).map_err(|e| RegistryError::Local {
                 path: path.clone(),
                 message: format!("cannot read {len} bytes at offset {pos}"),
@@ -52,13 +62,9 @@ impl BlobFile {
             })?;
             hasher.update(&buf);
             Ok((Bytes::from(buf), hasher))
-        })
-        .await
-        .map_err(|e| RegistryError::Local {
-            path: self.path.clone(),
-            message: format!("reader task failed: {e}"),
-            source: None,
-        })?
+        });
+        let path = self.path.clone();
+        async move { read.await.map_err(|e| RegistryError::Local { path, message: format!("reader task failed: {e}"), source: None })? }
     }
 
     fn describe(&self) -> String {
@@ -115,35 +121,14 @@ impl OciRegistry {
         }
         let mut location =
             location_of(&resp, &origin).ok_or_else(|| protocol(what, status, "the upload started without a Location header"))?;
-        let mut hasher = Sha256::new();
-        let mut offset = 0u64;
         let mut final_body = None;
-        if size <= MAX_CHUNK {
-            let (chunk, h) = src.chunk(0, size, hasher).await?;
-            hasher = h;
+        let hasher = if size <= MAX_CHUNK {
+            let (chunk, hasher) = src.read_chunk(0, size, Sha256::new(), Vec::new()).await?;
             final_body = Some(chunk);
+            hasher
         } else {
-            while offset < size {
-                let len = MAX_CHUNK.min(size - offset);
-                let (chunk, h) = src.chunk(offset, len, hasher).await?;
-                hasher = h;
-                let mut patch = Call::new(Method::PATCH, location.clone(), repo, Access::Push, what.to_owned())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header(CONTENT_RANGE, &format!("{offset}-{}", offset + len - 1))
-                    .body(chunk);
-                patch.timeout = Some(CHUNK_TIMEOUT);
-                let resp = self.send(&patch).await?;
-                match resp.status().as_u16() {
-                    202 | 204 => {}
-                    s @ (400 | 404 | 416) => return Err(SessionError::Restart(format!("PATCH answered {s}: {}", read_text(resp).await))),
-                    s => return Err(SessionError::Fatal(protocol(what, s, &read_text(resp).await))),
-                }
-                if let Some(next) = location_of(&resp, &origin) {
-                    location = next;
-                }
-                offset += len;
-            }
-        }
+            self.patch_chunks(repo, src, &mut location, &origin, what).await?
+        };
         let actual = Digest::from_hasher(hasher);
         if &actual != digest {
             return Err(SessionError::Fatal(RegistryError::Local {
@@ -173,6 +158,56 @@ impl OciRegistry {
             }
             s => Err(SessionError::Fatal(protocol(what, s, &read_text(resp).await))),
         }
+    }
+}
+
+impl OciRegistry {
+    /// PATCHes the blob in chunks of at most [`MAX_CHUNK`] bytes, one after
+    /// the other as the protocol requires, while the next chunk is read and
+    /// hashed; returns the hasher fed with the whole blob. Two buffers take
+    /// turns, so memory stays at two chunks per upload.
+    async fn patch_chunks(
+        &self,
+        repo: &Repository,
+        src: &BlobFile,
+        location: &mut String,
+        origin: &str,
+        what: &str,
+    ) -> Result<Sha256, SessionError> {
+        let size = src.size;
+        let mut offset = 0u64;
+        let mut spare = Vec::new();
+        let mut next = Some(src.read_chunk(0, MAX_CHUNK.min(size), Sha256::new(), Vec::new()));
+        let mut hashed = None;
+        while let Some(reading) = next.take() {
+            let (chunk, hasher) = reading.await?;
+            let len = chunk.len() as u64;
+            if offset + len < size {
+                next = Some(src.read_chunk(offset + len, MAX_CHUNK.min(size - offset - len), hasher, std::mem::take(&mut spare)));
+            } else {
+                hashed = Some(hasher);
+            }
+            let mut patch = Call::new(Method::PATCH, location.clone(), repo, Access::Push, what.to_owned())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_RANGE, &format!("{offset}-{}", offset + len - 1))
+                .body(chunk);
+            patch.timeout = Some(CHUNK_TIMEOUT);
+            let resp = self.send(&patch).await?;
+            match resp.status().as_u16() {
+                202 | 204 => {}
+                s @ (400 | 404 | 416) => return Err(SessionError::Restart(format!("PATCH answered {s}: {}", read_text(resp).await))),
+                s => return Err(SessionError::Fatal(protocol(what, s, &read_text(resp).await))),
+            }
+            if let Some(next) = location_of(&resp, origin) {
+                *location = next;
+            }
+            // The chunk is sent; its buffer is ours again unless the client still holds it.
+            if let Some(Ok(buf)) = patch.body.take().map(Bytes::try_into_mut) {
+                spare = buf.into();
+            }
+            offset += len;
+        }
+        Ok(hashed.unwrap_or_default())
     }
 }
 
