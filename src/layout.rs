@@ -12,6 +12,7 @@ use crate::core::capsule::{self, Built, CapsuleError, Documents};
 use crate::core::ident::Digest;
 use crate::core::manifest::{Descriptor, ANN_REF_NAME, ARTIFACT_TYPE, EMPTY_CONFIG, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::core::package::Package;
+use crate::tree::LocalFiles;
 use crate::core::release::{Release, RELEASE_FILE};
 use crate::core::to_compact_json;
 
@@ -218,7 +219,7 @@ fn write_into(
     fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
     let (partial, chart_partial) = (blobs.join(".layer.partial"), blobs.join(".chart.partial"));
     let chart_sink = if chart_layer && package.chart.is_some() { Some(partial_blob(&chart_partial)?) } else { None };
-    let (built, writer, chart_writer) = capsule::write(r, package, docs, partial_blob(&partial)?, chart_sink)?;
+    let (built, writer, chart_writer) = capsule::write(r, package, docs, partial_blob(&partial)?, chart_sink, &LocalFiles)?;
     finish_blob(writer, durability, &partial, dir, &built.layer.digest)?;
     if let (Some(w), Some(info)) = (chart_writer, &built.chart_layer) {
         finish_blob(w, durability, &chart_partial, dir, &info.digest)?;

@@ -24,4 +24,5 @@ pub mod scratch;
 pub mod serve;
 pub mod settings;
 pub mod sign;
+pub mod tree;
 pub mod trust;

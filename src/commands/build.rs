@@ -5,9 +5,9 @@ use std::io::BufReader;
 
 use crate::cli::BuildArgs;
 use crate::core::capsule::{self, Built, Documents};
-use crate::core::package::{self, Package};
+use crate::core::package::Package;
 use crate::core::release::Release;
-use crate::core::unpack;
+use crate::tree::unpack;
 use crate::failure::{Classify, Failure, FailureKind};
 use crate::layout::{self, Durability, LayoutError, Replaceable, Staged};
 use crate::report::{self, CapsuleReport};
@@ -35,7 +35,7 @@ pub fn run(args: &BuildArgs, env: Env) -> Result<(), Failure> {
 /// package problem is reported (and annotated) before any registry is asked.
 pub fn scan_package(s: &CapsuleSettings) -> Result<Package, Failure> {
     eprintln!("scanning {} package at {}", s.package_kind, s.package_path.display());
-    let package = package::scan(&s.package_path, s.package_kind).or_fail(FailureKind::Input)?;
+    let package = crate::tree::package::scan(&s.package_path, s.package_kind).or_fail(FailureKind::Input)?;
     for w in &package.warnings {
         eprintln!("warning: {}: {}", s.package_path.join(&w.file).display(), w.message);
     }

@@ -1,14 +1,22 @@
 //! The capsule archive (spec section 2): a gzip'd tar whose bytes depend only on
 //! entry names and contents. Headers are normalized; file contents stream from
-//! disk, so memory stays flat whatever the package size.
+//! where the package was found ([`Files`]), so memory stays flat whatever the
+//! package size.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
 
 use super::ident::Digest;
 use super::layers::{self, LayerJob};
+
+/// Where a package file's bytes come from when a layer is written: the core's
+/// one port for reading them (the local file system's is
+/// `tree::LocalFiles`; tests may serve memory).
+pub trait Files: Sync {
+    fn open(&self, source: &Path) -> io::Result<Box<dyn Read + '_>>;
+}
 
 /// Part of the format: a change here changes every capsule digest.
 pub const GZIP_LEVEL: u32 = 6;
@@ -94,12 +102,14 @@ pub(super) fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header 
     h
 }
 
-/// Writes `entries`, already in archive order, as a gzip'd tar into `sink`.
+/// Writes `entries`, already in archive order, as a gzip'd tar into `sink`;
+/// file entries are read from `files`.
 pub fn write_layer<'a, W: Write + Send>(
     entries: impl IntoIterator<Item = ArchiveEntry<'a>>,
     sink: W,
+    files: &dyn Files,
 ) -> Result<(LayerInfo, W), ArchiveError> {
-    let mut written = layers::write_layers(vec![LayerJob { entries: entries.into_iter().collect(), sink }])?;
+    let mut written = layers::write_layers(vec![LayerJob { entries: entries.into_iter().collect(), sink }], files)?;
     Ok(written.remove(0))
 }
 
@@ -118,7 +128,8 @@ mod tests {
     #[test]
     fn headers_are_normalized() {
         let long = format!("a/{}", "n".repeat(120));
-        let (info, bytes) = write_layer(entries(&long), Vec::new()).unwrap();
+        let none = crate::core::layers::tests::MemoryFiles::default();
+        let (info, bytes) = write_layer(entries(&long), Vec::new(), &none).unwrap();
         assert_eq!(info.size, bytes.len() as u64);
         assert_eq!(info.digest, Digest::of(&bytes));
         // gzip header: magic, deflate, no flags (no name/comment), mtime 0.
@@ -142,7 +153,7 @@ mod tests {
         assert_eq!(seen[0], ("a/".into(), 0o755, 0, 0, 0));
         assert_eq!(seen[1], ("a/b.txt".into(), 0o644, 0, 0, 0));
         assert_eq!(seen[2].0, long);
-        let again = write_layer(entries(&long), Vec::new()).unwrap().1;
+        let again = write_layer(entries(&long), Vec::new(), &none).unwrap().1;
         assert_eq!(bytes, again);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use super::archive::{ArchiveEntry, ArchiveError, EntryData, LayerInfo};
+use super::archive::{ArchiveEntry, ArchiveError, EntryData, Files, LayerInfo};
 use super::ident::Digest;
 use super::layers::{self, LayerJob};
 use super::manifest::{self, Manifest};
@@ -129,6 +129,7 @@ pub fn write<W: Write + Send>(
     docs: &Documents,
     sink: W,
     chart_sink: Option<W>,
+    files: &dyn Files,
 ) -> Result<(Built, W, Option<W>), CapsuleError> {
     let total = package.total_size + (docs.release_yaml.len() + docs.sbom.len() + docs.provenance.len()) as u64;
     if total > MAX_TOTAL_SIZE {
@@ -148,7 +149,7 @@ pub fn write<W: Write + Send>(
         }
         (_, chart_sink) => (None, chart_sink),
     };
-    let mut written = layers::write_layers(jobs)?.into_iter();
+    let mut written = layers::write_layers(jobs, files)?.into_iter();
     let (layer, sink) = written.next().expect("layer 0 was written");
     if layer.size > MAX_LAYER_SIZE {
         return Err(CapsuleError::LayerTooLarge { size: layer.size });

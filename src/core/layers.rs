@@ -4,13 +4,12 @@
 //! as tar here and compressed on a thread of its own ([`compress`]), so the
 //! two deflates, the reading and the hashing all run at the same time.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
-use super::archive::{header, ArchiveEntry, ArchiveError, EntryData, LayerInfo};
+use super::archive::{header, ArchiveEntry, ArchiveError, EntryData, Files, LayerInfo};
 use super::compress;
 use super::ident::Digest;
 
@@ -33,7 +32,7 @@ pub struct LayerJob<'a, W> {
 /// reach at the same point (the package, in both of a capsule's layers) is
 /// read, hashed and checked once and handed to each; each layer is compressed
 /// on a thread of its own while the next file is read.
-pub fn write_layers<W: Write + Send>(jobs: Vec<LayerJob<'_, W>>) -> Result<Vec<(LayerInfo, W)>, ArchiveError> {
+pub fn write_layers<W: Write + Send>(jobs: Vec<LayerJob<'_, W>>, files: &dyn Files) -> Result<Vec<(LayerInfo, W)>, ArchiveError> {
     std::thread::scope(|scope| {
         let mut layers = Vec::with_capacity(jobs.len());
         let mut workers = Vec::with_capacity(jobs.len());
@@ -44,7 +43,7 @@ pub fn write_layers<W: Write + Send>(jobs: Vec<LayerJob<'_, W>>) -> Result<Vec<(
         }
         // The senders must be gone before the joins: that ends the
         // compressors' input, on success and on error alike.
-        let framed: Result<Vec<u64>, ArchiveError> = match feed(&mut layers) {
+        let framed: Result<Vec<u64>, ArchiveError> = match feed(&mut layers, files) {
             Ok(()) => layers.into_iter().map(Framer::finish).collect(),
             Err(e) => {
                 drop(layers);
@@ -121,7 +120,7 @@ fn fill(file: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Reads each file once for every layer that holds it at this point.
-fn feed(layers: &mut [Framer<'_>]) -> Result<(), ArchiveError> {
+fn feed(layers: &mut [Framer<'_>], files: &dyn Files) -> Result<(), ArchiveError> {
     let mut buf = vec![0u8; compress::CHUNK];
     loop {
         for layer in layers.iter_mut() {
@@ -143,7 +142,7 @@ fn feed(layers: &mut [Framer<'_>]) -> Result<(), ArchiveError> {
             }
         }
         let io_err = |e: io::Error| ArchiveError::Io { path: source.clone(), source: e };
-        let mut file = File::open(&source).map_err(io_err)?.take(size);
+        let mut file = files.open(&source).map_err(io_err)?.take(size);
         let mut hasher = Sha256::new();
         let mut read = 0u64;
         loop {
@@ -172,15 +171,29 @@ fn feed(layers: &mut [Framer<'_>]) -> Result<(), ArchiveError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::collections::HashMap;
     use std::path::PathBuf;
 
     use super::*;
     use crate::core::archive::{write_layer, GZIP_LEVEL};
 
+    /// Package files in memory, by the source path an entry names.
+    #[derive(Default)]
+    pub(crate) struct MemoryFiles(pub(crate) HashMap<PathBuf, Vec<u8>>);
+
+    impl Files for MemoryFiles {
+        fn open(&self, source: &Path) -> io::Result<Box<dyn Read + '_>> {
+            match self.0.get(source) {
+                Some(bytes) => Ok(Box::new(&bytes[..])),
+                None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{}: no such file", source.display()))),
+            }
+        }
+    }
+
     /// The writer before layers were written together: the tar crate's own
     /// `append_data` straight into one encoder, a layer at a time.
-    fn one_at_a_time(entries: &[ArchiveEntry<'_>]) -> Vec<u8> {
+    fn one_at_a_time(entries: &[ArchiveEntry<'_>], files: &MemoryFiles) -> Vec<u8> {
         let gz = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
         let mut tar = tar::Builder::new(gz);
         for e in entries {
@@ -188,7 +201,7 @@ mod tests {
                 EntryData::Dir => tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), format!("{}/", e.path), io::empty()),
                 EntryData::Bytes(b) => tar.append_data(&mut header(tar::EntryType::Regular, 0o644, b.len() as u64), &e.path, b),
                 EntryData::File { source, size, .. } => {
-                    let file = File::open(source).unwrap().take(size);
+                    let file = files.open(source).unwrap().take(size);
                     tar.append_data(&mut header(tar::EntryType::Regular, 0o644, size), &e.path, file)
                 }
             }
@@ -197,29 +210,30 @@ mod tests {
         tar.into_inner().unwrap().finish().unwrap()
     }
 
-    struct Files {
-        _dir: tempfile::TempDir,
+    struct Listed {
+        store: MemoryFiles,
         files: Vec<(String, PathBuf, u64, Digest)>,
     }
 
     /// Files of awkward sizes: empty, under a block, across read pieces and chunks.
-    fn files() -> Files {
-        let dir = tempfile::tempdir().unwrap();
+    fn files() -> Listed {
+        let mut store = MemoryFiles::default();
         let sizes = [0usize, 1, 511, 512, 8193, compress::CHUNK + 3, 3 * compress::CHUNK + 8191];
         let files = sizes
             .iter()
             .enumerate()
             .map(|(i, &n)| {
                 let bytes: Vec<u8> = (0..n).map(|j| if i % 2 == 0 { b"key: value\n"[j % 11] } else { (j * 31 % 253) as u8 }).collect();
-                let path = dir.path().join(format!("f{i}"));
-                std::fs::write(&path, &bytes).unwrap();
-                (format!("f{i}.txt"), path, n as u64, Digest::of(&bytes))
+                let path = PathBuf::from(format!("/package/f{i}"));
+                let listed = (format!("f{i}.txt"), path.clone(), n as u64, Digest::of(&bytes));
+                store.0.insert(path, bytes);
+                listed
             })
             .collect();
-        Files { _dir: dir, files }
+        Listed { store, files }
     }
 
-    fn layer<'a>(files: &'a Files, root: &str, extra: &'a [u8]) -> Vec<ArchiveEntry<'a>> {
+    fn layer<'a>(files: &'a Listed, root: &str, extra: &'a [u8]) -> Vec<ArchiveEntry<'a>> {
         let mut out = vec![ArchiveEntry { path: root.into(), data: EntryData::Dir }];
         out.push(ArchiveEntry { path: format!("{root}/{}", "long".repeat(40)), data: EntryData::Bytes(extra) });
         out.extend(files.files.iter().map(|(name, source, size, sha256)| ArchiveEntry {
@@ -234,8 +248,9 @@ mod tests {
         let files = files();
         let extra = vec![7u8; 20_000];
         let (a, b) = (layer(&files, "package/helm", b"metadata"), layer(&files, "chart", &extra));
-        let expected = [one_at_a_time(&a), one_at_a_time(&b)];
-        let written = write_layers(vec![LayerJob { entries: a, sink: Vec::new() }, LayerJob { entries: b, sink: Vec::new() }]).unwrap();
+        let expected = [one_at_a_time(&a, &files.store), one_at_a_time(&b, &files.store)];
+        let jobs = vec![LayerJob { entries: a, sink: Vec::new() }, LayerJob { entries: b, sink: Vec::new() }];
+        let written = write_layers(jobs, &files.store).unwrap();
         for ((info, bytes), expected) in written.iter().zip(&expected) {
             assert!(bytes == expected, "a layer written beside another differs from the one-layer writer's");
             assert_eq!((&info.digest, info.size), (&Digest::of(expected), expected.len() as u64));
@@ -249,13 +264,13 @@ mod tests {
         let files = files();
         let mut wrong = files.files.clone();
         wrong[5].3 = Digest::of(b"something else");
-        let changed = Files { _dir: tempfile::tempdir().unwrap(), files: wrong };
-        let err = write_layer(layer(&changed, "a", b""), Vec::new()).unwrap_err();
+        let changed = Listed { store: MemoryFiles::default(), files: wrong };
+        let err = write_layer(layer(&changed, "a", b""), Vec::new(), &files.store).unwrap_err();
         assert!(matches!(&err, ArchiveError::Changed { path } if *path == files.files[5].1), "{err:?}");
         let mut longer = files.files.clone();
         longer[3].2 += 1;
-        let grew = Files { _dir: tempfile::tempdir().unwrap(), files: longer };
-        let err = write_layer(layer(&grew, "a", b""), Vec::new()).unwrap_err();
+        let grew = Listed { store: MemoryFiles::default(), files: longer };
+        let err = write_layer(layer(&grew, "a", b""), Vec::new(), &files.store).unwrap_err();
         assert!(matches!(&err, ArchiveError::Changed { path } if *path == files.files[3].1), "{err:?}");
     }
 
@@ -286,7 +301,7 @@ mod tests {
             LayerJob { entries: layer(&files, "a", b""), sink: FullDisk { left: usize::MAX } },
             LayerJob { entries: layer(&files, "b", b""), sink: FullDisk { left: 1000 } },
         ];
-        let err = write_layers(jobs).unwrap_err();
+        let err = write_layers(jobs, &files.store).unwrap_err();
         assert!(matches!(&err, ArchiveError::Write(e) if e.kind() == io::ErrorKind::StorageFull), "{err:?}");
     }
 }

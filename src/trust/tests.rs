@@ -7,7 +7,8 @@ use crate::core::archive;
 use crate::core::capsule::{self, Built};
 use crate::core::ident::Repository;
 use crate::core::manifest::{self, Manifest, EMPTY_CONFIG, MANIFEST_MEDIA_TYPE};
-use crate::core::package::{self, Package, PackageKind};
+use crate::core::package::{Package, PackageKind};
+use crate::tree::LocalFiles;
 use crate::core::release::{Release, SBOM_PATH};
 use crate::failure::FailureKind;
 use crate::registry::memory::MemoryRegistry;
@@ -43,7 +44,7 @@ impl World {
     }
 
     fn package(&self) -> Package {
-        package::scan(&self.tmp.path().join("chart"), PackageKind::Helm).unwrap()
+        crate::tree::package::scan(&self.tmp.path().join("chart"), PackageKind::Helm).unwrap()
     }
 
     /// The release this world's image belongs to, as `edit` changes it.
@@ -74,7 +75,7 @@ impl World {
         let package = self.package();
         let r = self.release(&package, edit);
         let docs = capsule::documents(&r, &package, "chart", None, None).unwrap();
-        let (built, layer, chart) = capsule::write(&r, &package, &docs, Vec::new(), chart_layer.then(Vec::new)).unwrap();
+        let (built, layer, chart) = capsule::write(&r, &package, &docs, Vec::new(), chart_layer.then(Vec::new), &LocalFiles).unwrap();
         if let Some(chart) = &chart {
             self.reg.put_blob(&self.capsule, chart);
         }
@@ -160,7 +161,7 @@ async fn the_chart_layer_is_checked_against_package_helm() {
         f.size = "replicaCount: 99\n".len() as u64;
     }
     let info = package.chart.clone().unwrap();
-    let (evil_layer, evil_bytes) = archive::write_layer(capsule::chart_entries(&other, &info), Vec::new()).unwrap();
+    let (evil_layer, evil_bytes) = archive::write_layer(capsule::chart_entries(&other, &info), Vec::new(), &LocalFiles).unwrap();
     assert_ne!(evil_bytes, chart_bytes);
     let mut m = built.manifest.clone();
     m.layers[1] = manifest::chart_layer_descriptor(&evil_layer.digest, evil_layer.size, &info.name, &info.version);
@@ -203,7 +204,7 @@ fn manifest_with(w: &World, edit: impl FnOnce(&mut Manifest), entries_filter: im
     let r = w.release(&package, |_| {});
     let docs = capsule::documents(&r, &package, "chart", None, None).unwrap();
     let entries = capsule::entries(&r, &package, &docs).into_iter().filter(|e| entries_filter(&e.path));
-    let (layer, bytes) = archive::write_layer(entries, Vec::new()).unwrap();
+    let (layer, bytes) = archive::write_layer(entries, Vec::new(), &LocalFiles).unwrap();
     let mut m = manifest::capsule_manifest(&r, &layer.digest, layer.size);
     edit(&mut m);
     (m.to_bytes(), bytes)
@@ -331,7 +332,7 @@ async fn an_unpack_whose_request_gave_up_stops_and_then_gives_its_permit_back() 
     let dir = tempfile::tempdir().unwrap();
     let layer = dir.path().join("layer.tar.gz");
     let files = 9_000;
-    fs::write(&layer, crate::core::unpack::tests::many_files(files)).unwrap();
+    fs::write(&layer, crate::tree::unpack::tests::many_files(files)).unwrap();
     let permits = Arc::new(tokio::sync::Semaphore::new(1));
     let permit = Arc::new(Arc::clone(&permits).acquire_owned().await.unwrap());
     let tree = dir.path().join("tree");
@@ -353,5 +354,5 @@ fn layer_0_adds_exactly_its_own_entries_to_the_package() {
     let package = w.package();
     let r = w.release(&package, |_| {});
     let docs = capsule::documents(&r, &package, "chart", None, None).unwrap();
-    assert_eq!(capsule::entries(&r, &package, &docs).len(), package.entries.len() + package::CAPSULE_OWN_ENTRIES);
+    assert_eq!(capsule::entries(&r, &package, &docs).len(), package.entries.len() + crate::core::package::CAPSULE_OWN_ENTRIES);
 }

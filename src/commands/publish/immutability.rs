@@ -14,7 +14,7 @@ use crate::core::capsule::{Built, MAX_LAYER_SIZE};
 use crate::core::ident::{Digest, Repository};
 use crate::core::manifest::{Manifest, ARTIFACT_TYPE, LAYER_MEDIA_TYPE};
 use crate::core::release::{self, ReleaseDoc};
-use crate::core::unpack;
+use crate::tree::unpack;
 use crate::failure::Failure;
 use crate::registry::RegistryClient;
 use crate::report::CapsuleReport;

@@ -1,24 +1,21 @@
 //! The package under `package/<kind>/`: which files go in, in which order, and
 //! the checks that make Kargo's `helm-template` (or kustomize) work from the
-//! capsule alone. Reading the source tree is this module's only I/O; the result
-//! depends on file names and contents, never on mtimes, owners or walk order.
+//! capsule alone. The directory is walked by `tree::package`, which applies
+//! this module's rules ([`HelmIgnore`], [`check_name`], the limits) as it
+//! goes; [`check`] then decides on the listing. The result depends on file
+//! names and contents, never on mtimes, owners or walk order.
 
 mod chart;
 mod helmignore;
-mod walk;
 
-use std::collections::HashSet;
 use std::fmt;
-use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
 
 pub use chart::{ChartInfo, Dependency};
-pub use helmignore::{glob_match, HelmIgnore};
-use walk::Walker;
+pub use helmignore::{glob_match, HelmIgnore, RuleError};
 
 use super::ident::{hex, Digest};
 
@@ -35,7 +32,7 @@ pub const CAPSULE_OWN_ENTRIES: usize = 6;
 pub const MAX_PACKAGE_ENTRIES: usize = MAX_ENTRIES - CAPSULE_OWN_ENTRIES;
 
 /// Folders never packaged, wherever they are.
-const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn", ".bzr", "_darcs", "CVS"];
+pub const VCS_DIRS: &[&str] = &[".git", ".hg", ".svn", ".bzr", "_darcs", "CVS"];
 const KUSTOMIZATION_FILES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +121,7 @@ pub enum PackageError {
     #[error("Chart.yaml: missing; a Helm package needs Chart.yaml at the root of --package-path (use --package-kind kustomize for a kustomize tree)")]
     NoChartYaml,
     #[error(".helmignore:{}: {}", .0.line, .0.message)]
-    HelmIgnore(helmignore::RuleError),
+    HelmIgnore(RuleError),
     #[error("Chart.yaml:{}: dependency {name:?} is not vendored under charts/; run `helm dependency build` and commit charts/ (Kargo's helm-template cannot fetch it)", line.map_or(String::new(), |l| l.to_string()))]
     DependencyNotVendored { name: String, line: Option<usize> },
     #[error("no kustomization file at the package root; add kustomization.yaml (or .yml, or Kustomization)")]
@@ -218,39 +215,53 @@ pub fn tree_digest<'a>(files: impl Iterator<Item = (&'a str, &'a Digest)>) -> Di
     Digest::from_hasher(h)
 }
 
-/// Reads and checks the package at `root`.
-pub fn scan(root: &Path, kind: PackageKind) -> Result<Package, PackageError> {
-    let meta = fs::metadata(root).map_err(|_| PackageError::NotFound { path: root.to_owned() })?;
-    if !meta.is_dir() {
-        return Err(PackageError::NotADirectory { path: root.to_owned() });
-    }
-    let real_root = fs::canonicalize(root).map_err(|source| PackageError::Io { path: root.to_owned(), source })?;
-    let ignore = match kind {
-        PackageKind::Helm => match fs::read_to_string(root.join(".helmignore")) {
-            Ok(text) => HelmIgnore::parse(&text).map_err(PackageError::HelmIgnore)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HelmIgnore::defaults(),
-            Err(source) => return Err(PackageError::Io { path: root.join(".helmignore"), source }),
-        },
-        PackageKind::Kustomize => HelmIgnore::default(),
+/// What the walk of a package directory found, in archive order.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<PackageEntry>,
+    /// Bytes of the files listed.
+    pub total: u64,
+    /// Entries (files and directories) seen, those past the limit included.
+    pub counted: usize,
+}
+
+/// A name the walk found, checked against what Kargo's `untar` and
+/// `sha256sum` can carry: it skips any entry whose name contains `\` or `..`
+/// anywhere (not only as a segment), so such a file would vanish at promotion.
+pub fn check_name(rel: &str) -> Result<(), PackageError> {
+    let what = if rel.contains('\\') {
+        "a backslash"
+    } else if rel.contains("..") {
+        "two dots in a row"
+    } else if rel.contains('\n') || rel.contains('\r') {
+        "a line break"
+    } else {
+        return Ok(());
     };
-    let mut walker = Walker { real_root, ignore, entries: Vec::new(), ancestors: HashSet::new(), total: 0, counted: 0 };
-    walker.walk_dir(root, "")?;
-    let Walker { entries, total, counted, .. } = walker;
+    Err(PackageError::UnsafeName { rel: rel.to_owned(), what })
+}
+
+/// The package of `kind` that `listing` holds, checked: the entry limit, and
+/// `Chart.yaml` (vendored dependencies) or the kustomization. `read_text`
+/// gives a listed file's text (`None` for a file that is not listed).
+pub fn check(
+    kind: PackageKind,
+    listing: Listing,
+    read_text: &dyn Fn(&PackageFile) -> Result<String, PackageError>,
+) -> Result<Package, PackageError> {
+    let Listing { entries, total, counted } = listing;
     if counted > MAX_PACKAGE_ENTRIES {
         return Err(PackageError::TooManyEntries { count: counted });
     }
-
     let read_text = |rel: &str| -> Result<Option<String>, PackageError> {
-        let file = entries.iter().find_map(|e| match e {
-            PackageEntry::File(f) if f.path == rel => Some(f),
-            _ => None,
-        });
-        file.map(|f| {
-            fs::read(&f.source)
-                .map_err(|source| PackageError::Io { path: f.source.clone(), source })
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-        })
-        .transpose()
+        entries
+            .iter()
+            .find_map(|e| match e {
+                PackageEntry::File(f) if f.path == rel => Some(f),
+                _ => None,
+            })
+            .map(read_text)
+            .transpose()
     };
     let has_file = |pred: &dyn Fn(&str) -> bool| entries.iter().any(|e| matches!(e, PackageEntry::File(f) if pred(&f.path)));
 
@@ -310,33 +321,6 @@ pub fn scan(root: &Path, kind: PackageKind) -> Result<Package, PackageError> {
         PackageEntry::Dir { .. } => None,
     }));
     Ok(Package { kind, entries, chart, digest, total_size: total, warnings })
-}
-
-pub struct FileHashes {
-    pub sha256: Digest,
-    pub sha1: String,
-    /// Bytes actually read, to catch a file that changed since it was listed.
-    pub size: u64,
-}
-
-/// One read of a file, both hashes.
-pub fn hash_file(path: &Path) -> Result<FileHashes, PackageError> {
-    let io = |source| PackageError::Io { path: path.to_owned(), source };
-    let mut file = fs::File::open(path).map_err(io)?;
-    let mut h = Sha256::new();
-    let mut h1 = sha1::Sha1::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        h1.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok(FileHashes { sha256: Digest::from_hasher(h), sha1: hex(&h1.finalize()), size: total })
 }
 
 pub fn sha1_hex(bytes: &[u8]) -> String {

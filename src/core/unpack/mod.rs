@@ -1,8 +1,10 @@
 //! Unpacking a capsule archive that came from somewhere else. Everything spec
 //! section 2 forbids is refused, sizes and entries are counted as they arrive
 //! (headers are not trusted, and the entry past the limit is never written),
-//! and nothing is written outside the output directory. A caller that gives
-//! up (a request that timed out) can stop an unpack between two reads.
+//! and only checked names reach the [`Sink`] that writes the tree (the file
+//! system's is `tree::unpack`, which keeps every write inside the output
+//! directory). A caller that gives up (a request that timed out) can stop an
+//! unpack between two reads.
 //!
 //! The archive must also read the same here as in Kargo's `untar` (Go's
 //! archive/tar behind a multi-member gzip reader), or a capsule could verify
@@ -12,9 +14,8 @@
 //! follow the end of the archive.
 
 use std::collections::HashSet;
-use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::archive::HashingWriter;
@@ -63,6 +64,17 @@ pub struct UnpackedFile {
     pub path: String,
     pub size: u64,
     pub sha256: Digest,
+}
+
+/// Where an unpacked tree goes. Names are checked before they get here: relative,
+/// `/`-separated, no `.` or `..` segment, each parent given by [`Sink::dir`] first.
+pub trait Sink {
+    type File: Write;
+    fn dir(&mut self, name: &str) -> Result<(), UnpackError>;
+    /// A new file (never an existing one).
+    fn file(&mut self, name: &str) -> Result<Self::File, UnpackError>;
+    /// The error for a failed write into `name`'s file.
+    fn write_error(&self, name: &str, source: io::Error) -> UnpackError;
 }
 
 /// Stops the decompressor once it has produced more than `left` bytes.
@@ -143,32 +155,14 @@ fn checked_name(raw: &[u8], is_dir: bool) -> Result<String, UnpackError> {
     Ok(name.to_owned())
 }
 
-/// Unpacks the gzip'd tar read from `layer` into `out`, which must not exist
-/// or be empty. Returns every file with its size and sha256.
-pub fn unpack(layer: impl Read, out: &Path) -> Result<Vec<UnpackedFile>, UnpackError> {
-    unpack_until(layer, out, &AtomicBool::new(false))
-}
-
-/// [`unpack`], ending with [`UnpackError::Stopped`] at the first read after
-/// `stop` is set.
-pub fn unpack_until(layer: impl Read, out: &Path, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
-    // A link planted where the output goes would carry every write elsewhere.
-    if fs::symlink_metadata(out).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(UnpackError::OutputIsLink { dir: out.to_owned() });
-    }
-    match fs::read_dir(out) {
-        Ok(mut it) => {
-            if it.next().is_some() {
-                return Err(UnpackError::OutputNotEmpty { dir: out.to_owned() });
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(out).map_err(write_err(out))?,
-        Err(e) => return Err(write_err(out)(e)),
-    }
+/// Unpacks the gzip'd tar read from `layer` into `sink`, ending with
+/// [`UnpackError::Stopped`] at the first read after `stop` is set. Returns
+/// every file with its size and sha256.
+pub fn unpack_into<S: Sink>(layer: impl Read, sink: &mut S, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
     // Go's gzip reader reads every member, so a second member is part of the archive.
     let gz = flate2::read::MultiGzDecoder::new(Stoppable { inner: layer, stop });
     let mut archive = tar::Archive::new(Budget { inner: gz, left: MAX_DECOMPRESSED });
-    let files = unpack_entries(&mut archive, out, stop)?;
+    let files = unpack_entries(&mut archive, sink, stop)?;
     // After the end-of-archive block only zero padding may follow: Go's reader
     // refuses a zero block followed by a header, where the tar crate would stop.
     let mut rest = archive.into_inner();
@@ -185,12 +179,7 @@ pub fn unpack_until(layer: impl Read, out: &Path, stop: &AtomicBool) -> Result<V
     Ok(files)
 }
 
-fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError {
-    let path = path.to_owned();
-    move |source| UnpackError::Write { path, source }
-}
-
-fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
+fn unpack_entries<R: Read, S: Sink>(archive: &mut tar::Archive<R>, sink: &mut S, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
     let mut dirs: HashSet<String> = HashSet::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut files = Vec::new();
@@ -225,9 +214,8 @@ fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path, stop: &Ato
                 return Err(UnpackError::Unsafe { path: name, reason: "its parent directory has no entry before it" });
             }
         }
-        let dest = out.join(&name);
         if is_dir {
-            fs::create_dir(&dest).map_err(write_err(&dest))?;
+            sink.dir(&name)?;
             dirs.insert(name);
             continue;
         }
@@ -235,8 +223,7 @@ fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path, stop: &Ato
             return Err(UnpackError::FileTooLarge { path: name });
         }
         let declared = entry.size();
-        let file = fs::OpenOptions::new().write(true).create_new(true).open(&dest).map_err(write_err(&dest))?;
-        let mut file = HashingWriter::new(file);
+        let mut file = HashingWriter::new(sink.file(&name)?);
         let mut size = 0u64;
         loop {
             let n = entry.read(&mut buf).map_err(corrupt)?;
@@ -251,7 +238,7 @@ fn unpack_entries<R: Read>(archive: &mut tar::Archive<R>, out: &Path, stop: &Ato
             if total > MAX_TOTAL_SIZE {
                 return Err(UnpackError::TooLarge);
             }
-            file.write_all(&buf[..n]).map_err(write_err(&dest))?;
+            file.write_all(&buf[..n]).map_err(|e| sink.write_error(&name, e))?;
         }
         if size != declared {
             return Err(UnpackError::Truncated { path: name, declared, read: size });
@@ -277,6 +264,3 @@ fn kind_name(kind: tar::EntryType) -> String {
         other => format!("tar entry of type {:?}", other.as_byte() as char),
     }
 }
-
-#[cfg(test)]
-pub(crate) mod tests;

@@ -1,7 +1,12 @@
 //! Unpacking hostile archives: what section 2 forbids, tar extensions, lying
 //! headers, trailing data.
 
+use std::io::Write;
+use std::sync::atomic::Ordering;
+
 use super::*;
+use crate::core::ident::Digest;
+use crate::core::package::MAX_ENTRIES;
 
 fn tar_bytes(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());

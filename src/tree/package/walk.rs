@@ -6,20 +6,18 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::{
-    hash_file, FileHashes, HelmIgnore, PackageEntry, PackageError, PackageFile, MAX_FILE_SIZE, MAX_PACKAGE_ENTRIES, MAX_TOTAL_SIZE,
+use super::{hash_file, FileHashes};
+use crate::core::package::{
+    check_name, HelmIgnore, Listing, PackageEntry, PackageError, PackageFile, MAX_FILE_SIZE, MAX_PACKAGE_ENTRIES, MAX_TOTAL_SIZE,
     VCS_DIRS,
 };
 
 pub(super) struct Walker {
     pub(super) real_root: PathBuf,
     pub(super) ignore: HelmIgnore,
-    pub(super) entries: Vec<PackageEntry>,
+    pub(super) listing: Listing,
     /// Canonical paths of the directories being walked, to catch link loops.
     pub(super) ancestors: HashSet<PathBuf>,
-    pub(super) total: u64,
-    /// Entries (files and directories) seen, those past the limit included.
-    pub(super) counted: usize,
 }
 
 impl Walker {
@@ -46,8 +44,8 @@ impl Walker {
             if VCS_DIRS.contains(&name.as_str()) || self.ignore.ignores(&rel, is_dir) {
                 continue;
             }
-            self.counted += 1;
-            if self.counted > MAX_PACKAGE_ENTRIES {
+            self.listing.counted += 1;
+            if self.listing.counted > MAX_PACKAGE_ENTRIES {
                 // Past the limit nothing is read or kept: the rest is only
                 // counted, so the error can say how many there are.
                 if is_dir {
@@ -57,22 +55,22 @@ impl Walker {
             }
             check_name(&rel)?;
             if is_dir {
-                self.entries.push(PackageEntry::Dir { path: rel.clone() });
+                self.listing.entries.push(PackageEntry::Dir { path: rel.clone() });
                 self.walk_dir(&path, &rel)?;
             } else if meta.is_file() {
                 let size = meta.len();
                 if size > MAX_FILE_SIZE {
                     return Err(PackageError::FileTooLarge { rel, size });
                 }
-                self.total += size;
-                if self.total > MAX_TOTAL_SIZE {
-                    return Err(PackageError::TotalTooLarge { size: self.total });
+                self.listing.total += size;
+                if self.listing.total > MAX_TOTAL_SIZE {
+                    return Err(PackageError::TotalTooLarge { size: self.listing.total });
                 }
                 let FileHashes { sha256, sha1, size: read } = hash_file(&path)?;
                 if read != size {
                     return Err(PackageError::Io { path, source: std::io::Error::other("the file changed while it was read") });
                 }
-                self.entries.push(PackageEntry::File(PackageFile { path: rel, source: path, size, sha256, sha1 }));
+                self.listing.entries.push(PackageEntry::File(PackageFile { path: rel, source: path, size, sha256, sha1 }));
             } else {
                 return Err(PackageError::SpecialFile { rel, what: special_kind(&meta) });
             }
@@ -90,21 +88,6 @@ impl Walker {
         }
         fs::metadata(&real).map_err(|source| PackageError::Io { path: path.to_owned(), source })
     }
-}
-
-fn check_name(rel: &str) -> Result<(), PackageError> {
-    // Kargo's untar silently skips any entry whose name contains `\` or `..`
-    // anywhere (not only as a segment), so such a file would vanish at promotion.
-    let what = if rel.contains('\\') {
-        "a backslash"
-    } else if rel.contains("..") {
-        "two dots in a row"
-    } else if rel.contains('\n') || rel.contains('\r') {
-        "a line break"
-    } else {
-        return Ok(());
-    };
-    Err(PackageError::UnsafeName { rel: rel.to_owned(), what })
 }
 
 fn special_kind(meta: &fs::Metadata) -> &'static str {
