@@ -12,9 +12,9 @@ use crate::core::capsule::{self, Built, CapsuleError, Documents};
 use crate::core::ident::Digest;
 use crate::core::manifest::{Descriptor, ANN_REF_NAME, ARTIFACT_TYPE, EMPTY_CONFIG, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::core::package::Package;
-use crate::tree::LocalFiles;
 use crate::core::release::{Release, RELEASE_FILE};
 use crate::core::to_compact_json;
+use crate::tree::LocalFiles;
 
 pub const OCI_LAYOUT_FILE: &str = "oci-layout";
 pub const INDEX_FILE: &str = "index.json";

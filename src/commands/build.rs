@@ -7,11 +7,11 @@ use crate::cli::BuildArgs;
 use crate::core::capsule::{self, Built, Documents};
 use crate::core::package::Package;
 use crate::core::release::Release;
-use crate::tree::unpack;
 use crate::failure::{Classify, Failure, FailureKind};
 use crate::layout::{self, Durability, LayoutError, Replaceable, Staged};
 use crate::report::{self, CapsuleReport};
 use crate::settings::{self, BuildSettings, CapsuleSettings, Env};
+use crate::tree::unpack;
 
 pub fn run(args: &BuildArgs, env: Env) -> Result<(), Failure> {
     let s = BuildSettings::resolve(args, env).or_fail(FailureKind::Input)?;

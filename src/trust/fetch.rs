@@ -16,10 +16,10 @@ use crate::core::ident::{Digest, Repository};
 use crate::core::manifest::ANN_TITLE;
 use crate::core::reference::Reference;
 use crate::core::unpack::{UnpackError, UnpackedFile};
-use crate::tree::unpack;
 use crate::core::verify::{self, ChartLayerFiles, Checks};
 use crate::failure::Failure;
 use crate::registry::{RegistryClient, RegistryError};
+use crate::tree::unpack;
 
 /// Steps 1 to 3: fetch `capsule` by digest, download and hash its layers into
 /// `work`, and unpack layer 0 into `tree` (which must not exist yet, or be

@@ -8,10 +8,10 @@ use crate::core::capsule::{self, Built};
 use crate::core::ident::Repository;
 use crate::core::manifest::{self, Manifest, EMPTY_CONFIG, MANIFEST_MEDIA_TYPE};
 use crate::core::package::{Package, PackageKind};
-use crate::tree::LocalFiles;
 use crate::core::release::{Release, SBOM_PATH};
 use crate::failure::FailureKind;
 use crate::registry::memory::MemoryRegistry;
+use crate::tree::LocalFiles;
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 const OTHER_SHA: &str = "abcdefabcdefabcdefabcdefabcdefabcdefabcd";

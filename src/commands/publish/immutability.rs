@@ -14,11 +14,11 @@ use crate::core::capsule::{Built, MAX_LAYER_SIZE};
 use crate::core::ident::{Digest, Repository};
 use crate::core::manifest::{Manifest, ARTIFACT_TYPE, LAYER_MEDIA_TYPE};
 use crate::core::release::{self, ReleaseDoc};
-use crate::tree::unpack;
 use crate::failure::Failure;
 use crate::registry::RegistryClient;
 use crate::report::CapsuleReport;
 use crate::settings::PublishSettings;
+use crate::tree::unpack;
 
 /// A capsule already under the tag, as read back.
 pub(super) struct Existing {

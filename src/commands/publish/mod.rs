@@ -41,7 +41,6 @@ use crate::core::capsule::{self, Built};
 use crate::core::ident::{Digest, Repository};
 use crate::core::manifest::{EMPTY_CONFIG, MANIFEST_MEDIA_TYPE};
 use crate::core::package::{Diagnostic, Package};
-use crate::tree::LocalFiles;
 use crate::core::release::{self, ReleaseDoc};
 use crate::core::tag::Tag;
 use crate::core::timestamp::Created;
@@ -51,6 +50,7 @@ use crate::layout;
 use crate::registry::{ClientOptions, OciRegistry, RegistryClient};
 use crate::report::{self, CapsuleReport};
 use crate::settings::{Env, PublishSettings};
+use crate::tree::LocalFiles;
 
 /// What a publish did, for the CLI's output and the action's outputs,
 /// check run and summary.
@@ -334,9 +334,8 @@ fn package_only(s: &PublishSettings, package: Package) -> Result<PublishOutcome,
     let tag = c.sha.tag();
     let stand_in_date = c.created.map_or_else(|| Created::from_unix(946_684_800, "a stand-in date"), Ok).or_fail(FailureKind::Failed)?;
     let (release, package, docs) = build::prepare(c, package, Digest::of(b"no image yet"), stand_in_date)?;
-    let (built, _, _) =
-        capsule::write(&release, &package, &docs, std::io::sink(), c.helm_layer.then(std::io::sink), &LocalFiles)
-            .or_fail(FailureKind::Input)?;
+    let (built, _, _) = capsule::write(&release, &package, &docs, std::io::sink(), c.helm_layer.then(std::io::sink), &LocalFiles)
+        .or_fail(FailureKind::Input)?;
     let mut report = CapsuleReport::new(&release, &package, &built);
     for field in [&mut report.digest, &mut report.reference, &mut report.image_digest, &mut report.layer_digest, &mut report.created] {
         field.clear();

@@ -179,7 +179,11 @@ pub fn unpack_into<S: Sink>(layer: impl Read, sink: &mut S, stop: &AtomicBool) -
     Ok(files)
 }
 
-fn unpack_entries<R: Read, S: Sink>(archive: &mut tar::Archive<R>, sink: &mut S, stop: &AtomicBool) -> Result<Vec<UnpackedFile>, UnpackError> {
+fn unpack_entries<R: Read, S: Sink>(
+    archive: &mut tar::Archive<R>,
+    sink: &mut S,
+    stop: &AtomicBool,
+) -> Result<Vec<UnpackedFile>, UnpackError> {
     let mut dirs: HashSet<String> = HashSet::new();
     let mut seen: HashSet<String> = HashSet::new();
     let mut files = Vec::new();

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{hash_file, FileHashes};
 use crate::core::package::{
-    check_name, HelmIgnore, Listing, PackageEntry, PackageError, PackageFile, MAX_FILE_SIZE, MAX_PACKAGE_ENTRIES, MAX_TOTAL_SIZE,
-    VCS_DIRS,
+    check_name, HelmIgnore, Listing, PackageEntry, PackageError, PackageFile, MAX_FILE_SIZE, MAX_PACKAGE_ENTRIES, MAX_TOTAL_SIZE, VCS_DIRS,
 };
 
 pub(super) struct Walker {
