@@ -45,64 +45,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from jsonschema import Draft202012Validator, FormatChecker
-
-from . import SHARED_DIR, BackgroundServer, QuietHandler
+from . import BackgroundServer, QuietHandler
+from .fake_checks import ChecksAndStatuses
 from .fake_git import GitRepos
-
-DEFAULT_OPERATIONS = SHARED_DIR / "github-api" / "operations.json"
-GIT_OPERATIONS = SHARED_DIR / "github-api" / "operations-git.json"
-# The preview's reads (compare-commits), in a file of their own.
-PREVIEW_OPERATIONS = SHARED_DIR / "github-api" / "operations-preview.json"
-DOCS = "https://docs.github.com/rest"
-SHA_RE = re.compile(r"^[0-9a-fA-F]{40}$")
-
-# RFC 3339 date-time. jsonschema only checks "date-time" when the optional
-# rfc3339-validator package is installed, and silently passes otherwise; a
-# local checker keeps the dependency list short and the check real.
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+from .github_schemas import (  # noqa: F401 (re-exported for the tests)
+    DEFAULT_OPERATIONS, DOCS, GIT_OPERATIONS, PREVIEW_OPERATIONS, SHA_RE, load_operations, validator,
 )
-
-FORMAT_CHECKER = FormatChecker(formats=())
-
-
-@FORMAT_CHECKER.checks("date-time", raises=ValueError)
-def _check_date_time(value: object) -> bool:
-    if not isinstance(value, str):
-        return True  # format only constrains strings
-    if not _RFC3339.match(value):
-        return False
-    datetime.fromisoformat(value.replace("z", "Z").replace("t", "T").replace("Z", "+00:00"))
-    return True
-
-
-@FORMAT_CHECKER.checks("uri")
-def _check_uri(value: object) -> bool:
-    if not isinstance(value, str):
-        return True
-    parts = urlsplit(value)
-    return bool(parts.scheme) and bool(parts.netloc or parts.path)
-
-
-def load_operations(path: str | Path = DEFAULT_OPERATIONS) -> dict[str, dict[str, Any]]:
-    """operations.json's ``operations`` (id -> method, path, schemas...)."""
-    with open(path) as f:
-        return json.load(f)["operations"]
-
-
-def validator(schema: dict) -> Draft202012Validator:
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -184,7 +136,7 @@ class _GitHubHandler(QuietHandler):
     do_GET = do_HEAD = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
 
-class FakeGitHub(BackgroundServer):
+class FakeGitHub(ChecksAndStatuses, BackgroundServer):
     """See the module docstring. Attributes to read in tests:
 
     - ``calls``: list of Call, every request in arrival order.
@@ -273,24 +225,6 @@ class FakeGitHub(BackgroundServer):
 
     def writes(self) -> list[Call]:
         return [c for c in self.calls if c.method in ("POST", "PATCH")]
-
-    def check_runs(self) -> list[dict[str, Any]]:
-        """Created check runs, updates merged, in creation order.
-
-        Each is the API object GitHub would return now, plus ``owner``,
-        ``repo``, ``annotations`` (all, accumulated), ``actions`` and
-        ``requests`` (the create and update bodies as sent).
-        """
-        with self._lock:
-            return [
-                {**copy.deepcopy(run), **copy.deepcopy(self._check_run_meta[run_id])}
-                for run_id, run in self._check_runs.items()
-            ]
-
-    def statuses(self) -> list[dict[str, Any]]:
-        """Created commit statuses (API objects plus ``owner``, ``repo``, ``sha``)."""
-        with self._lock:
-            return copy.deepcopy(self._statuses)
 
     def close(self) -> None:
         super().close()
@@ -478,11 +412,6 @@ class FakeGitHub(BackgroundServer):
         with self._lock:
             self.schema_errors.append({"operation": op, "kind": kind, "message": message, "body": body})
 
-    def _same_repo(self, run_id: int, params: dict[str, str]) -> bool:
-        meta = self._check_run_meta[run_id]
-        return (meta["owner"].lower(), meta["repo"].lower()) == (
-            params["owner"].lower(), params["repo"].lower())
-
     def _rate_headers(self) -> dict[str, str]:
         return {
             "x-ratelimit-limit": "5000",
@@ -491,90 +420,6 @@ class FakeGitHub(BackgroundServer):
             "x-ratelimit-reset": str(int(time.time()) + 3600),
             "x-ratelimit-resource": "core",
         }
-
-    # -- object construction (callers hold the lock) --------------------------
-
-    def _create_check_run(self, body: dict, params: dict[str, str]) -> dict:
-        run_id = next(self._ids)
-        owner, repo = params["owner"], params["repo"]
-        run = {
-            "id": run_id,
-            "name": body["name"],
-            "node_id": f"CR_fake{run_id}",
-            "head_sha": body["head_sha"],
-            "external_id": body.get("external_id", ""),
-            "url": f"{self.url}/repos/{owner}/{repo}/check-runs/{run_id}",
-            "html_url": f"https://github.com/{owner}/{repo}/runs/{run_id}",
-            "details_url": body.get("details_url"),
-            "status": "queued",
-            "conclusion": None,
-            "started_at": now_iso(),
-            "completed_at": None,
-            "output": {
-                "title": None,
-                "summary": None,
-                "text": None,
-                "annotations_count": 0,
-                "annotations_url": f"{self.url}/repos/{owner}/{repo}/check-runs/{run_id}/annotations",
-            },
-            "check_suite": {"id": run_id + 1_000_000},
-            "app": _GITHUB_ACTIONS_APP,
-            "pull_requests": [],
-        }
-        self._check_runs[run_id] = run
-        self._check_run_meta[run_id] = {
-            "owner": owner, "repo": repo, "annotations": [], "actions": [], "requests": [],
-        }
-        self._apply(run_id, body)
-        return copy.deepcopy(run)
-
-    def _update_check_run(self, run_id: int, body: dict) -> dict:
-        self._apply(run_id, body)
-        return copy.deepcopy(self._check_runs[run_id])
-
-    def _apply(self, run_id: int, body: dict) -> None:
-        """Merge a create/update body the way GitHub does."""
-        run, meta = self._check_runs[run_id], self._check_run_meta[run_id]
-        meta["requests"].append(copy.deepcopy(body))
-        for key in ("name", "details_url", "external_id", "started_at", "completed_at", "status"):
-            if key in body:
-                run[key] = body[key]
-        if "conclusion" in body:
-            # "Providing conclusion will automatically set the status to completed."
-            run["conclusion"] = body["conclusion"]
-            run["status"] = "completed"
-        if run["status"] == "completed" and run["completed_at"] is None:
-            run["completed_at"] = now_iso()
-        output = body.get("output")
-        if output:
-            for key in ("title", "summary", "text"):
-                if key in output:
-                    run["output"][key] = output[key]
-            # Annotations accumulate across requests.
-            meta["annotations"].extend(copy.deepcopy(output.get("annotations", [])))
-            run["output"]["annotations_count"] = len(meta["annotations"])
-        if "actions" in body:
-            meta["actions"] = copy.deepcopy(body["actions"])
-
-    def _create_status(self, body: dict, params: dict[str, str]) -> dict:
-        status_id = next(self._ids)
-        owner, repo, sha = params["owner"], params["repo"], params["sha"]
-        ts = now_iso()
-        obj = {
-            "url": f"{self.url}/repos/{owner}/{repo}/statuses/{sha}",
-            "avatar_url": "https://avatars.githubusercontent.com/in/15368?v=4",
-            "id": status_id,
-            "node_id": f"SC_fake{status_id}",
-            "state": body["state"],
-            "description": body.get("description"),
-            "target_url": body.get("target_url"),
-            "context": body.get("context", "default"),
-            "created_at": ts,
-            "updated_at": ts,
-            "creator": _GITHUB_ACTIONS_BOT,
-        }
-        self._statuses.append({**copy.deepcopy(obj), "owner": owner, "repo": repo, "sha": sha})
-        return obj
 
 
 def _int(text: str) -> int:
@@ -590,61 +435,3 @@ def _invalid(messages: list[str], docs: str) -> dict:
         "documentation_url": docs,
         "status": "422",
     }
-
-
-_GITHUB_ACTIONS_BOT = {
-    "login": "github-actions[bot]",
-    "id": 41898282,
-    "node_id": "MDM6Qm90NDE4OTgyODI=",
-    "avatar_url": "https://avatars.githubusercontent.com/in/15368?v=4",
-    "gravatar_id": "",
-    "url": "https://api.github.com/users/github-actions%5Bbot%5D",
-    "html_url": "https://github.com/apps/github-actions",
-    "followers_url": "https://api.github.com/users/github-actions%5Bbot%5D/followers",
-    "following_url": "https://api.github.com/users/github-actions%5Bbot%5D/following{/other_user}",
-    "gists_url": "https://api.github.com/users/github-actions%5Bbot%5D/gists{/gist_id}",
-    "starred_url": "https://api.github.com/users/github-actions%5Bbot%5D/starred{/owner}{/repo}",
-    "subscriptions_url": "https://api.github.com/users/github-actions%5Bbot%5D/subscriptions",
-    "organizations_url": "https://api.github.com/users/github-actions%5Bbot%5D/orgs",
-    "repos_url": "https://api.github.com/users/github-actions%5Bbot%5D/repos",
-    "events_url": "https://api.github.com/users/github-actions%5Bbot%5D/events{/privacy}",
-    "received_events_url": "https://api.github.com/users/github-actions%5Bbot%5D/received_events",
-    "type": "Bot",
-    "site_admin": False,
-}
-
-_GITHUB_ACTIONS_APP = {
-    "id": 15368,
-    "slug": "github-actions",
-    "node_id": "MDM6QXBwMTUzNjg=",
-    "client_id": "Iv1.05c79e9ad1f6bdfa",
-    "owner": {
-        "login": "github",
-        "id": 9919,
-        "node_id": "MDEyOk9yZ2FuaXphdGlvbjk5MTk=",
-        "avatar_url": "https://avatars.githubusercontent.com/u/9919?v=4",
-        "gravatar_id": "",
-        "url": "https://api.github.com/users/github",
-        "html_url": "https://github.com/github",
-        "followers_url": "https://api.github.com/users/github/followers",
-        "following_url": "https://api.github.com/users/github/following{/other_user}",
-        "gists_url": "https://api.github.com/users/github/gists{/gist_id}",
-        "starred_url": "https://api.github.com/users/github/starred{/owner}{/repo}",
-        "subscriptions_url": "https://api.github.com/users/github/subscriptions",
-        "organizations_url": "https://api.github.com/users/github/orgs",
-        "repos_url": "https://api.github.com/users/github/repos",
-        "events_url": "https://api.github.com/users/github/events{/privacy}",
-        "received_events_url": "https://api.github.com/users/github/received_events",
-        "type": "Organization",
-        "site_admin": False,
-    },
-    "name": "GitHub Actions",
-    "description": "Automate your workflow from idea to production",
-    "external_url": "https://help.github.com/en/actions",
-    "html_url": "https://github.com/apps/github-actions",
-    "created_at": "2018-07-30T09:30:17Z",
-    "updated_at": "2019-12-10T19:04:12Z",
-    "permissions": {"checks": "write", "contents": "write", "metadata": "read"},
-    "events": ["check_run", "check_suite", "push", "pull_request"],
-}
-
