@@ -88,6 +88,30 @@ fn no_module_imports_from_a_higher_layer() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// What the core may not name: the network, the file system, processes, the
+/// environment, the clock, async runtimes. Its only inputs are its arguments
+/// (and the `Files` and `Sink` ports an edge hands it).
+const IO: &[&str] =
+    &["std::fs", "std::net", "std::process", "std::env", "SystemTime", "Instant", "tokio", "reqwest", "hyper", "tempfile", "thread::sleep"];
+
+#[test]
+fn the_core_does_no_io() {
+    let core = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
+    let mut files = Vec::new();
+    rust_files(&core, &mut files);
+    let mut found = Vec::new();
+    for file in &files {
+        let text = fs::read_to_string(file).unwrap_or_default();
+        for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim_start().starts_with("//")) {
+            for word in IO.iter().filter(|w| line.contains(**w)) {
+                found.push(format!("{}:{}: {word}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(files.len() > 10, "src/core was read");
+    assert!(found.is_empty(), "the core names I/O; move it to an edge (tree/, registry/, ...):\n{}", found.join("\n"));
+}
+
 #[test]
 fn the_check_sees_an_upward_import() {
     // The parser and the rule on a made-up case, so the test above cannot pass
