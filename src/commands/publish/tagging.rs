@@ -20,7 +20,8 @@
 //! time, at least [`SETTLE_MIN`]. A B whose single PUT is that much slower
 //! than A's (a registry stalling one request for seconds) can still move the
 //! tag after A reported success; nothing short of a registry-side
-//! compare-and-swap closes that. The README says so.
+//! compare-and-swap closes that. docs/cli.md says so
+//! ("Two jobs may publish the same `git-<sha>`").
 //!
 //! Runs of the same release `PUT` the same digest and all succeed; which one
 //! of them *made* the tag (`published=true`) is settled by the claim register
