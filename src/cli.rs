@@ -224,10 +224,11 @@ pub struct BuildArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum OnConflict {
-    /// Refuse to move a tag that names a different release.
+    /// Refuse to replace a different release (a tag naming another capsule,
+    /// or a git-<sha>/ folder holding other files), and exit 1.
     #[default]
     Fail,
-    /// Move the tag to the new capsule.
+    /// Replace it with this release.
     Overwrite,
 }
 
