@@ -8,13 +8,15 @@
 //!   that are not a verdict (400, 403, 502, 503);
 //! - [`signatures`]: signatures found, trusted for a minute;
 //! - [`metrics`]: `GET /metrics`; [`log`]: JSON lines on stdout;
-//! - [`shutdown`]: SIGTERM, the drain, the bounded stop.
+//! - [`shutdown`]: SIGTERM, the drain, the bounded stop;
+//! - [`connections`]: accepting, with bounds on slow and idle clients.
 //!
 //! This module is the HTTP edge: settings, axum routes, and tower layers
 //! bounding body size and request time.
 
 pub mod allow;
 pub mod api;
+pub mod connections;
 pub mod inspect;
 pub mod log;
 pub mod metrics;
@@ -154,6 +156,8 @@ async fn serve(s: ServeSettings) -> Result<(), Failure> {
             "allow": s.allow.describe(),
             "logins": logins,
             "maxConcurrent": s.max_concurrent,
+            "maxConnections": connections::MAX_CONNECTIONS,
+            "headerReadTimeoutSeconds": connections::HEADER_READ_TIMEOUT.as_secs(),
             "maxBodyBytes": s.max_body_bytes,
             "timeoutSeconds": s.timeout.as_secs(),
             "cacheEntries": s.cache_entries,
@@ -163,10 +167,7 @@ async fn serve(s: ServeSettings) -> Result<(), Failure> {
             "version": crate::core::TOOL_VERSION,
         }),
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown::listener_closes(Arc::clone(&app.draining), s.stopping))
-        .await
-        .or_fail(FailureKind::Failed)?;
+    connections::serve(listener, router, shutdown::listener_closes(Arc::clone(&app.draining), s.stopping)).await;
     log::event("stopped", serde_json::json!({"reason": "every request was answered"}));
     Ok(())
 }
