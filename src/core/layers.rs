@@ -52,7 +52,11 @@ pub fn write_layers<W: Write + Send>(jobs: Vec<LayerJob<'_, W>>, files: &dyn Fil
         };
         let compressed: Vec<_> = workers.into_iter().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect();
         // A compressor that failed (a full disk) is why the reader's sends broke.
-        let compressed = compressed.into_iter().collect::<Result<Vec<_>, _>>().map_err(ArchiveError::Write)?;
+        let compressed = compressed
+            .into_iter()
+            .enumerate()
+            .map(|(layer, done)| done.map_err(|source| ArchiveError::Sink { layer, source }))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(framed?
             .into_iter()
             .zip(compressed)
@@ -302,6 +306,6 @@ pub(crate) mod tests {
             LayerJob { entries: layer(&files, "b", b""), sink: FullDisk { left: 1000 } },
         ];
         let err = write_layers(jobs, &files.store).unwrap_err();
-        assert!(matches!(&err, ArchiveError::Write(e) if e.kind() == io::ErrorKind::StorageFull), "{err:?}");
+        assert!(matches!(&err, ArchiveError::Sink { layer: 1, source } if source.kind() == io::ErrorKind::StorageFull), "{err:?}");
     }
 }
