@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::archive::ArchiveError;
 use crate::core::capsule::{self, Built, CapsuleError, Documents};
 use crate::core::ident::Digest;
 use crate::core::manifest::{Descriptor, ANN_REF_NAME, ARTIFACT_TYPE, EMPTY_CONFIG, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
@@ -219,7 +220,15 @@ fn write_into(
     fs::create_dir_all(&blobs).map_err(io_at(&blobs))?;
     let (partial, chart_partial) = (blobs.join(".layer.partial"), blobs.join(".chart.partial"));
     let chart_sink = if chart_layer && package.chart.is_some() { Some(partial_blob(&chart_partial)?) } else { None };
-    let (built, writer, chart_writer) = capsule::write(r, package, docs, partial_blob(&partial)?, chart_sink, &LocalFiles)?;
+    let (built, writer, chart_writer) =
+        capsule::write(r, package, docs, partial_blob(&partial)?, chart_sink, &LocalFiles).map_err(|e| match e {
+            // Name the file the disk refused (layer 0 is the capsule, 1 the chart): a full
+            // disk is then found where it is, in the output's or the scratch directory's.
+            CapsuleError::Archive(ArchiveError::Sink { layer, source }) => {
+                LayoutError::Io { path: if layer == 0 { partial.clone() } else { chart_partial.clone() }, source }
+            }
+            e => e.into(),
+        })?;
     finish_blob(writer, durability, &partial, dir, &built.layer.digest)?;
     if let (Some(w), Some(info)) = (chart_writer, &built.chart_layer) {
         finish_blob(w, durability, &chart_partial, dir, &info.digest)?;

@@ -61,6 +61,15 @@ pub enum ArchiveError {
     Changed { path: PathBuf },
     #[error("writing the capsule layer failed")]
     Write(#[source] io::Error),
+    /// Where layer `layer` (its index in the jobs given) was being written
+    /// refused the bytes: a full disk, a file size limit. The caller knows
+    /// which file that is and names it.
+    #[error("writing capsule layer {layer} failed")]
+    Sink {
+        layer: usize,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Counts and hashes what passes through to `inner`.

@@ -52,7 +52,11 @@ pub fn write_layers<W: Write + Send>(jobs: Vec<LayerJob<'_, W>>, files: &dyn Fil
         };
         let compressed: Vec<_> = workers.into_iter().map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect();
         // A compressor that failed (a full disk) is why the reader's sends broke.
-        let compressed = compressed.into_iter().collect::<Result<Vec<_>, _>>().map_err(ArchiveError::Write)?;
+        let compressed = compressed
+            .into_iter()
+            .enumerate()
+            .map(|(layer, done)| done.map_err(|source| ArchiveError::Sink { layer, source }))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(framed?
             .into_iter()
             .zip(compressed)
@@ -294,6 +298,40 @@ pub(crate) mod tests {
         }
     }
 
+    /// A sink that panics at its first write, as a bug in a compressor would
+    /// (once: the encoder's drop writes again while the thread unwinds).
+    #[derive(Debug, Default)]
+    struct Panics {
+        panicked: bool,
+    }
+
+    impl Write for Panics {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !std::mem::replace(&mut self.panicked, true) {
+                panic!("compressor bug")
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A compressor thread that panics stops the build with its panic: the
+    /// reader, blocked on its full queue or not, is not left waiting, and the
+    /// other layer's compressor ends with it.
+    #[test]
+    fn a_compressor_that_panics_stops_the_build_instead_of_hanging_it() {
+        let files = files();
+        let jobs: Vec<LayerJob<'_, Box<dyn Write + Send>>> = vec![
+            LayerJob { entries: layer(&files, "a", b""), sink: Box::new(Vec::new()) },
+            LayerJob { entries: layer(&files, "b", b""), sink: Box::new(Panics::default()) },
+        ];
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_layers(jobs, &files.store)));
+        let Err(panic) = outcome else { panic!("the compressor's panic did not reach the caller") };
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"compressor bug"));
+    }
+
     #[test]
     fn a_sink_that_fails_is_the_error_reported() {
         let files = files();
@@ -302,6 +340,6 @@ pub(crate) mod tests {
             LayerJob { entries: layer(&files, "b", b""), sink: FullDisk { left: 1000 } },
         ];
         let err = write_layers(jobs, &files.store).unwrap_err();
-        assert!(matches!(&err, ArchiveError::Write(e) if e.kind() == io::ErrorKind::StorageFull), "{err:?}");
+        assert!(matches!(&err, ArchiveError::Sink { layer: 1, source } if source.kind() == io::ErrorKind::StorageFull), "{err:?}");
     }
 }
