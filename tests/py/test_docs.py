@@ -1,11 +1,12 @@
-"""The documentation, read the way a test can read it: README.md, docs/*.md and
-ARCHITECTURE.md.
+"""The documentation, read the way a test can read it: every Markdown file of the
+repository (README.md, docs/, ARCHITECTURE.md, examples/, tests/data/...).
 
 1. Snippets that stand for a file. A fenced block right after the line
    `<!-- file: PATH -->` must be the file PATH (relative to the repository
    root) byte for byte; after `<!-- excerpt: PATH -->`, whole consecutive
    lines of it. So a changed file fails here until its page shows it again.
-   An unmarked YAML block that still copies a file of deploy/, examples/,
+   A marker that is not right before a fence fails (it would check nothing).
+   An unmarked block that still copies a file of deploy/, examples/,
    .github/ or action.yml (six lines in a row, or a Kubernetes object of the
    same kind, name and namespace) fails too: mark it, or stop copying.
 2. Links. Every relative link resolves to a file or directory of the
@@ -13,9 +14,12 @@ ARCHITECTURE.md.
    `#anchor` exists on its page, computed as GitHub computes heading anchors,
    and every http(s) link is well-formed (nothing is fetched).
 3. The references agree with the code: docs/cli.md names every flag of every
-   command's `--help` (and no flag a command does not have), docs/action.md
-   every input and output of action.yml (and nothing else), and the README
-   keeps the test command CI runs (.ci/run).
+   command's `--help` (and no flag a command does not have), and its tables
+   the defaults `--help` states; every `release-capsule <command> --flag` (or
+   `<command> --flag` code span) on any page names a flag that command has;
+   docs/action.md names every input and output of action.yml (and nothing
+   else) with action.yml's defaults; and the README keeps the test command CI
+   runs (.ci/run).
 
 Block and link syntax is CommonMark's as far as these pages use it: ATX
 headings, backtick and tilde fences, inline links, reference definitions and
@@ -36,8 +40,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 
 
+_NOT_THE_REPOSITORY = {"target", "node_modules"}
+
+
 def pages(root: Path = ROOT) -> list[Path]:
-    return [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "ARCHITECTURE.md"]
+    """README.md, docs/*.md, ARCHITECTURE.md, then every other Markdown file
+    (build output, dependencies and hidden directories other than .github left out)."""
+    first = [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "ARCHITECTURE.md"]
+    rest = [p for p in sorted(root.rglob("*.md"))
+            if p not in first and not any(part in _NOT_THE_REPOSITORY or (part.startswith(".") and part != ".github")
+                                          for part in p.relative_to(root).parts[:-1])]
+    return first + rest
 
 
 # -- reading Markdown -----------------------------------------------------------------
@@ -264,6 +277,11 @@ def snippet_problems(root: Path, page_paths: list[Path]) -> list[str]:
     problems = []
     for path in page_paths:
         page = parse(path)
+        fenced = {f.line - 1 for f in page.fences if f.marker}
+        for number, line in page.prose:
+            if _MARKER.match(line) and number not in fenced:
+                problems.append(f"{path.relative_to(root)}:{number}: the marker is not on the line right before "
+                                "a fenced block, so it checks nothing")
         for fence in page.fences:
             at = f"{path.relative_to(root)}:{fence.line}"
             if fence.marker:
@@ -282,13 +300,12 @@ def snippet_problems(root: Path, page_paths: list[Path]) -> list[str]:
                     if not wanted or not any(runs):
                         problems.append(f"{at}: the block is not whole consecutive lines of {name}; copy them again")
                 continue
-            if fence.info.split()[:1] not in (["yaml"], ["yml"]):
-                continue
             mine = _significant(fence.content)
             objects = _objects(fence.content)
             for f in files:
                 rel = f.relative_to(root)
-                run = _longest_common_run(mine, file_lines[f])
+                shared = set(mine) & set(file_lines[f])
+                run = _longest_common_run(mine, file_lines[f]) if len(shared) >= RUN_THAT_IS_A_COPY else 0
                 same = objects & file_objects[f]
                 if run >= RUN_THAT_IS_A_COPY or same:
                     why = f"{run} lines in a row" if run >= RUN_THAT_IS_A_COPY else f"the same object {sorted(same)[0]}"
@@ -363,6 +380,39 @@ def _help_flags(text: str) -> set[str]:
     return {m[1] for m in re.finditer(r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)", text, re.M)} - {"--help", "--version"}
 
 
+def _help_defaults(text: str) -> dict[str, str]:
+    """flag -> its `[default: X]` where X is one literal value (not a sentence or a variable)."""
+    out = {}
+    for m in re.finditer(r"^\s+(?:-\w, )?(--[a-z][a-z0-9-]*)(.*?)(?=^\s+(?:-\w, )?--|\Z)", text, re.M | re.S):
+        d = re.search(r"\[default: ((?:[^\[\]\s]|\[[^\]\s]*\])+)\]", m[2])
+        if d and not d[1].startswith(("$", "<")):
+            out[m[1]] = d[1]
+    return out
+
+
+_RUN = re.compile(r"release-capsule[ \t]+(?P<cmd>[a-z][a-z-]*)(?P<args>(?:\\\n|[^\n`])*)")
+_SPAN = re.compile(r"(`+)(?P<code>(?:(?!\1).)+?)\1", re.S)
+
+
+def command_flag_uses(page: Page) -> list[tuple[int, str, str]]:
+    """(line, command, flag) for every `release-capsule <command> ... --flag` in a
+    fenced block or code span of the page, and every code span that starts
+    `<command> --flag` (`publish --signing-key`)."""
+    out = []
+    for fence in page.fences:
+        if fence.info.split()[:1] in (["sh"], ["bash"], ["console"], ["shell"], ["text"], []):
+            for m in _RUN.finditer(fence.content):
+                line = fence.line + 1 + fence.content.count("\n", 0, m.start())
+                out += [(line, m["cmd"], f) for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", m["args"])]
+    for first, text in paragraphs(page):
+        for span in _SPAN.finditer(text):
+            code, line = span["code"], first + text.count("\n", 0, span.start())
+            m = _RUN.search(code) or re.match(r"(?P<cmd>[a-z][a-z-]*)(?P<args>\s+--.*)", code, re.S)
+            if m and m["cmd"] in COMMANDS:
+                out += [(line, m["cmd"], f) for f in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", m["args"])]
+    return out
+
+
 def test_the_cli_reference_names_every_flag_of_every_command(run_cli):
     top = run_cli("--help")
     assert top.returncode == 0, top.stderr
@@ -382,6 +432,30 @@ def test_the_cli_reference_names_every_flag_of_every_command(run_cli):
         tabled |= {m for row in re.findall(r"^\| (`--[^|]*)\|", section, re.M) for m in re.findall(r"--[a-z][a-z0-9-]*", row)}
         problems += [f"{command}: {f} (in --help) is not in docs/cli.md" for f in sorted(flags - mentioned)]
         problems += [f"{command}: docs/cli.md's table has {f}, which --help does not list" for f in sorted(tabled - flags)]
+        for flag, default in _help_defaults(result.stdout).items():
+            rows = [row for row in re.findall(r"^\|([^|]*)\|(.*)$", section, re.M)
+                    if flag in re.findall(r"--[a-z][a-z0-9-]*", row[0])]
+            rows = [row for row in rows if not row[1].lstrip().startswith("As for")]  # "As for `export-freight`"
+            if rows and not any(re.search(r"(?<![\w.-])" + re.escape(default) + r"(?![\w-])", row[1]) for row in rows):
+                problems.append(f"{command}: docs/cli.md's row for {flag} does not give its default {default}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_command_line_in_the_docs_uses_real_flags(run_cli):
+    helps = {}
+    problems = []
+    for path in pages():
+        for line, command, flag in command_flag_uses(parse(path)):
+            if command not in COMMANDS:
+                problems.append(f"{path.relative_to(ROOT)}:{line}: release-capsule has no command {command}")
+                continue
+            if command not in helps:
+                result = run_cli(command, "--help")
+                assert result.returncode == 0, result.stderr
+                helps[command] = _help_flags(result.stdout) | {"--help"}
+            if flag not in helps[command]:
+                problems.append(f"{path.relative_to(ROOT)}:{line}: {command} has no flag {flag}")
+    assert helps, "no command line was found in the docs"
     assert not problems, "\n".join(problems)
 
 
@@ -396,6 +470,14 @@ def test_the_action_page_names_every_input_and_output_of_action_yml():
         assert documented == set(action[key]), (
             f"docs/action.md {title}: missing {sorted(set(action[key]) - documented)}, "
             f"not in action.yml {sorted(documented - set(action[key]))}")
+    # A non-empty default of action.yml is what the Default column says (an
+    # empty one is described in words: "generated SPDX 2.3", "`$GITOPS_TOKEN`").
+    section = _section(page, text, "Inputs")
+    cells = dict(re.findall(r"^\| `([a-z-]+)` \| ([^|]*) \|", section, re.M))
+    wrong = [f"{name}: action.yml's default is {spec['default']!r}, the table says {cells[name]!r}"
+             for name, spec in action["inputs"].items()
+             if str(spec.get("default", "")) and f"`{spec['default']}`" not in cells[name]]
+    assert not wrong, "docs/action.md Inputs:\n" + "\n".join(wrong)
 
 
 # -- the checker's own tests ------------------------------------------------------------
@@ -478,3 +560,51 @@ def test_fences_nest_as_commonmark_says(tmp_path):
     assert not parsed.unclosed
     page.write_text("# P\n```yaml\na: 1\n")
     assert parse(page).unclosed
+
+
+def test_every_markdown_file_is_read(tmp_path):
+    root = tmp_path / "repo"
+    for name in ("README.md", "ARCHITECTURE.md", "docs/a.md", "examples/x/README.md", "tests/data/SOURCES.md",
+                 ".github/PULL_REQUEST_TEMPLATE.md", ".venv/lib/pkg/README.md", "target/doc/x.md",
+                 "node_modules/m/README.md"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("# X\n")
+    assert [p.relative_to(root).as_posix() for p in pages(root)] == [
+        "README.md", "docs/a.md", "ARCHITECTURE.md", ".github/PULL_REQUEST_TEMPLATE.md",
+        "examples/x/README.md", "tests/data/SOURCES.md"]
+
+
+def test_a_marker_away_from_its_fence_and_a_copy_in_any_fence_fail(tmp_path):
+    root = tmp_path / "repo"
+    (root / "examples").mkdir(parents=True)
+    (root / "docs").mkdir()
+    (root / "ARCHITECTURE.md").write_text("# Architecture\n")
+    workflow = "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: one\n      - run: two\n"
+    (root / "examples" / "w.yml").write_text(workflow)
+    (root / "README.md").write_text("# Readme\n<!-- file: examples/w.yml -->\n\n```yaml\n" + workflow + "```\n")
+    (root / "docs" / "a.md").write_text("# A\n```text\n" + workflow + "```\n")
+    problems = snippet_problems(root, pages(root))
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("README.md:2: the marker is not on the line right before"), problems
+    assert problems[1].startswith("README.md:4: copies examples/w.yml"), problems
+    assert problems[2].startswith("docs/a.md:2: copies examples/w.yml"), problems
+
+
+def test_command_lines_are_found_in_fences_and_code_spans(tmp_path):
+    page = tmp_path / "p.md"
+    page.write_text("# P\n```sh\nrelease-capsule verify \\\n  --capsule x \\\n  --no-such-flag\n```\n"
+                    "Run `publish --signing-key FILE`, or `release-capsule pull --output d`;\n"
+                    "`cosign verify --key k` and `--json` are not ours.\n"
+                    "```yaml\nargs: [release-capsule serve --port]\n```\n")
+    assert command_flag_uses(parse(page)) == [
+        (3, "verify", "--capsule"), (3, "verify", "--no-such-flag"), (7, "publish", "--signing-key"),
+        (7, "pull", "--output")]
+
+
+def test_defaults_are_read_from_help():
+    text = ("Options:\n      --listen <LISTEN>\n          Address [default: 0.0.0.0:8080]\n"
+            "      --commit-author <A>\n          Who [default: github-actions[bot]]\n"
+            "      --repository <R>\n          Repo [default: $GITHUB_REPOSITORY]\n"
+            "      --registry-login-host <HOST>\n          [default: the capsule repository's registry]\n"
+            "      --json\n          Print JSON\n")
+    assert _help_defaults(text) == {"--listen": "0.0.0.0:8080", "--commit-author": "github-actions[bot]"}
