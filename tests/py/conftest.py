@@ -351,8 +351,9 @@ def podman():
 
 @pytest.fixture(scope="session")
 def action_image(podman, bin_path: Path) -> Iterator[str]:
-    """scripts/image --binary <the test binary> TAG, once per session: the tag
-    (removed afterwards) of the Dockerfile's final stage around the test binary."""
+    """scripts/image --binary <the test binary> TAG, once per session (under
+    pytest-xdist, once per worker that runs an image test: about 5 s each): the
+    tag (removed afterwards) of the Dockerfile's final stage around the test binary."""
     from runner_support import is_static, unavailable
 
     if not is_static(bin_path):
