@@ -20,6 +20,9 @@ repository (README.md, docs/, ARCHITECTURE.md, examples/, tests/data/...).
    docs/action.md names every input and output of action.yml (and nothing
    else) with action.yml's defaults; and the README keeps the test command CI
    runs (.ci/run).
+4. Sketches held to the real thing. A Kargo promotion step shown in a page
+   uses a step kind, and config keys, that the Stages of ../shared/consumers or
+   deploy/kargo use; a Warehouse shown uses only fields the consumers' does.
 
 Block and link syntax is CommonMark's as far as these pages use it: ATX
 headings, backtick and tilde fences, inline links, reference definitions and
@@ -151,3 +154,73 @@ def test_the_action_page_names_every_input_and_output_of_action_yml():
              for name, spec in action["inputs"].items()
              if str(spec.get("default", "")) and f"`{spec['default']}`" not in cells[name]]
     assert not wrong, "docs/action.md Inputs:\n" + "\n".join(wrong)
+
+
+def _kargo_steps(node) -> list[dict]:
+    """Every Kargo promotion step (a mapping with `uses:` and `config:`) in a parsed document."""
+    found = []
+    if isinstance(node, dict):
+        if isinstance(node.get("uses"), str) and isinstance(node.get("config"), dict):
+            found.append(node)
+        for value in node.values():
+            found += _kargo_steps(value)
+    elif isinstance(node, list):
+        for item in node:
+            found += _kargo_steps(item)
+    return found
+
+
+def test_kargo_steps_in_the_docs_are_configured_as_the_real_stages_configure_them():
+    """A promotion sketch in a page (the README's, docs/kargo.md's) is not a
+    file, so the snippet check cannot hold it to one. It is held to the Stages
+    that run: every step it shows is a kind ../shared/consumers or deploy/kargo
+    uses, with config keys those Stages give that kind."""
+    real: dict[str, set[str]] = {}
+    for path in sorted([*(SHARED / "consumers").rglob("*.yaml"), *(ROOT / "deploy" / "kargo").glob("*.yaml")]):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for step in _kargo_steps(doc):
+                real.setdefault(step["uses"], set()).update(step["config"])
+    assert {"oci-download", "untar", "yaml-parse", "helm-template", "http"} <= set(real), sorted(real)
+    problems, shown = [], 0
+    for p in pages():
+        for fence in parse(p).fences:
+            if fence.info not in ("yaml", "yml") or "uses:" not in fence.content:
+                continue
+            try:
+                docs = list(yaml.safe_load_all(fence.content))
+            except yaml.YAMLError:
+                continue  # a fragment with placeholders; the snippet check covers copies of files
+            for step in (s for doc in docs for s in _kargo_steps(doc)):
+                if not isinstance(step.get("config"), dict) or step["uses"].startswith(("actions/", "docker/", "./")) or "@" in step["uses"]:
+                    continue
+                shown += 1
+                where = f"{p.relative_to(ROOT)}:{fence.line}"
+                if step["uses"] not in real:
+                    problems.append(f"{where}: step `{step['uses']}` is used by no real Stage")
+                elif unknown := set(step["config"]) - real[step["uses"]]:
+                    problems.append(f"{where}: step `{step['uses']}` config {sorted(unknown)} is set by no real Stage")
+    assert shown >= 6, f"only {shown} Kargo steps found in the docs: is the reading broken?"
+    assert not problems, "\n".join(problems)
+
+
+def _key_paths(node, prefix: str = "") -> set[str]:
+    if isinstance(node, dict):
+        return {f"{prefix}.{k}" for k in node} | {p for k, v in node.items() for p in _key_paths(v, f"{prefix}.{k}")}
+    if isinstance(node, list):
+        return {p for item in node for p in _key_paths(item, f"{prefix}[]")}
+    return set()
+
+
+def test_warehouses_in_the_docs_use_only_fields_the_real_warehouse_uses():
+    real = _key_paths(yaml.safe_load((SHARED / "consumers" / "kargo-warehouse.yaml").read_text()))
+    shown = 0
+    for p in pages():
+        for fence in parse(p).fences:
+            if fence.info not in ("yaml", "yml") or "kind: Warehouse" not in fence.content:
+                continue
+            for doc in yaml.safe_load_all(fence.content):
+                if isinstance(doc, dict) and doc.get("kind") == "Warehouse":
+                    shown += 1
+                    unknown = _key_paths(doc) - real
+                    assert not unknown, f"{p.relative_to(ROOT)}:{fence.line}: {sorted(unknown)} not in the real Warehouse"
+    assert shown >= 2, f"only {shown} Warehouses found in the docs (README.md, docs/kargo.md)"
