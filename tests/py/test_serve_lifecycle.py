@@ -139,3 +139,32 @@ def test_the_shipped_deployment_starts_and_stops_within_its_pods_grace_period(se
     wait_for(lambda: any(l.get("event") == "listening" for l in s.logs()), 5, "it logs its start")
     listening = next(l for l in s.logs() if l.get("event") == "listening")
     assert listening["drainSeconds"] == int(flags["drain-seconds"]) and listening["allow"] == ["ghcr.io/code-dot-org/*"], listening
+
+
+def test_clients_holding_half_sent_heads_do_not_hold_up_the_stop_or_cut_off_what_is_in_flight(world, serve, fault_proxy):
+    # A connection that never finished its first request head used to be kept
+    # open through the stop until the 30 s head timeout, past the grace bound
+    # (25 s by default): the exit then came from the grace bound, as if a
+    # request had been cut off. Now it is closed with the listener.
+    import socket
+
+    proxy = fault_proxy(world.registry, delay=2.0, delay_when=lambda m, p: m == "GET" and "/blobs/" in p)
+    view = behind(proxy, world)
+    view.publish()
+    s = serve("--allow", f"{proxy.host}/test/*", "--drain-seconds", "1")
+    slow_clients = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(20)]
+    for c in slow_clients:
+        c.sendall(b"POST /verify HTTP/1.1\r\nHost: x\r\n")
+    answer: list = []
+    in_flight = threading.Thread(target=lambda: answer.append(s.verify(stage_body(view))))
+    in_flight.start()
+    wait_for(lambda: any("/blobs/" in e.path for e in proxy.log), 10, "the verification is fetching")
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(timeout=40) == 0
+    in_flight.join(timeout=30)
+    assert answer and answer[0][0] == 200, answer
+    assert events(s) == ["listening", "draining", "closing", "stopped"], s.logs()
+    for c in slow_clients:
+        c.settimeout(5)
+        assert c.recv(1) == b"", "a half-sent head is closed at the stop, without an answer"
+        c.close()
