@@ -10,13 +10,15 @@
 //! - [`HEADER_READ_TIMEOUT`]: the request head must arrive within it; an idle
 //!   keep-alive connection is closed after it too (hyper starts the clock
 //!   when it waits for a head), as servers in front of Kubernetes do;
-//! - [`MAX_CONNECTIONS`] open at once: the next accept waits for one to
-//!   close, so new clients queue in the kernel's backlog;
-//! - [`MAX_READ_BUFFER`]: what one connection may buffer of a request head.
-//!
+//! - [`MAX_CONNECTIONS`] open at once: past it, a new connection makes room
+//!   by closing the oldest one that is not running a request (waiting for a
+//!   head, or idle), and waits for a slot only when every one is. A probe or a
+//!   promotion then never waits behind slow clients for their 30 s: to starve
+//!   one, a client would have to open 512 connections in the milliseconds it
+//!   takes to send its head;
+//! - [`MAX_READ_BUFFER`]: what one connection may buffer of a request head;
 //! - [`WRITE_STALL_TIMEOUT`]: a client that stops reading its answer is cut
-//!   off when a write has made no progress for it (hyper's timer does not run
-//!   while it writes, so without this such a client holds its slot forever).
+//!   off when a write has made no progress for it ([`super::stall`]).
 //!
 //! A slow *body* is bounded by the router's timeout layer, which runs from
 //! the end of the head. On shutdown, the listener closes, idle connections
@@ -25,24 +27,24 @@
 //! take. (hyper's own graceful shutdown leaves a connection that has not
 //! finished its first head open until the head timeout, past the grace bound.)
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::log;
+use super::stall::StallBound;
+pub use super::stall::WRITE_STALL_TIMEOUT;
 
 /// How long a client may take to send a request head, or stay idle between requests.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,8 +55,6 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// head longer than this is refused 431, but one that arrives in a single
 /// read may be accepted up to about twice this.
 pub const MAX_READ_BUFFER: usize = 64 * 1024;
-/// How long a write to a client may make no progress (it is not reading).
-pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most one `accept-failed` line this often, with the count since the last.
 const ACCEPT_FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -66,12 +66,9 @@ pub async fn serve(listener: TcpListener, router: Router, stop: impl Future<Outp
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(MAX_READ_BUFFER).keep_alive(true);
     let mut failures = AcceptFailures::default();
+    let mut open: VecDeque<Weak<Tracked>> = VecDeque::new();
     tokio::pin!(stop);
     loop {
-        let slot = tokio::select! {
-            () = &mut stop => break,
-            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
         let stream = tokio::select! {
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
@@ -86,9 +83,21 @@ pub async fn serve(listener: TcpListener, router: Router, stop: impl Future<Outp
                 }
             },
         };
+        let slot = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                make_room(&mut open);
+                tokio::select! {
+                    () = &mut stop => break,
+                    slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+                }
+            }
+        };
         // Answers are small and written once: send them without Nagle's delay.
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(http.clone(), stream, router.clone(), closing.subscribe(), slot));
+        let tracked = Arc::new(Tracked::default());
+        remember(&mut open, &tracked);
+        tokio::spawn(connection(http.clone(), stream, router.clone(), closing.subscribe(), slot, tracked));
     }
     drop(listener);
     let _ = closing.send(true);
@@ -97,20 +106,57 @@ pub async fn serve(listener: TcpListener, router: Router, stop: impl Future<Outp
     let _ = slots.acquire_many(all).await;
 }
 
-/// One connection, to its end or, once `closing`, to the end of the request in flight.
+/// What the accept loop knows of an open connection, to choose one to close.
+#[derive(Default)]
+struct Tracked {
+    /// It has had a whole request head.
+    started: AtomicBool,
+    /// A request of it is being answered.
+    answering: AtomicBool,
+    /// Told to close, to make room for a new one.
+    close: Notify,
+}
+
+/// Adds a connection to `open`, forgetting those that ended once there are
+/// twice as many entries as can be open (so it stays small below the bound too).
+fn remember(open: &mut VecDeque<Weak<Tracked>>, tracked: &Arc<Tracked>) {
+    if open.len() >= 2 * MAX_CONNECTIONS {
+        open.retain(|tracked| tracked.strong_count() > 0);
+    }
+    open.push_back(Arc::downgrade(tracked));
+}
+
+/// Tells the oldest open connection that is not answering a request to close.
+fn make_room(open: &mut VecDeque<Weak<Tracked>>) {
+    open.retain(|tracked| tracked.strong_count() > 0);
+    let oldest_idle = open.iter().position(|tracked| tracked.upgrade().is_some_and(|t| !t.answering.load(Ordering::Relaxed)));
+    if let Some(tracked) = oldest_idle.and_then(|at| open.remove(at)).and_then(|t| t.upgrade()) {
+        tracked.close.notify_one();
+    }
+}
+
+/// One connection, to its end or, once `closing` or told to make room, to
+/// the end of the request in flight.
 async fn connection(
     http: http1::Builder,
     stream: TcpStream,
     router: Router,
     mut closing: watch::Receiver<bool>,
     slot: OwnedSemaphorePermit,
+    tracked: Arc<Tracked>,
 ) {
-    let started = Arc::new(AtomicBool::new(false));
     let service = {
-        let started = Arc::clone(&started);
+        let tracked = Arc::clone(&tracked);
         hyper::service::service_fn(move |request| {
-            started.store(true, Ordering::Relaxed);
-            router.clone().oneshot(request)
+            tracked.started.store(true, Ordering::Relaxed);
+            tracked.answering.store(true, Ordering::Relaxed);
+            let answer = router.clone().oneshot(request);
+            let tracked = Arc::clone(&tracked);
+            async move {
+                let answer = answer.await;
+                tracked.answering.store(false, Ordering::Relaxed);
+                answer
+            }
         })
     };
     let connection = http.serve_connection(TokioIo::new(StallBound::new(stream)), service);
@@ -119,67 +165,14 @@ async fn connection(
     tokio::select! {
         _ = connection.as_mut() => return,
         _ = closing.wait_for(|closing| *closing) => {}
+        () = tracked.close.notified() => {}
     }
     // hyper keeps a connection open that has not had a whole head yet; it has nothing to finish.
-    if started.load(Ordering::Relaxed) {
+    if tracked.started.load(Ordering::Relaxed) {
         connection.as_mut().graceful_shutdown();
         let _ = connection.await;
     }
     drop(slot);
-}
-
-/// A stream whose writes fail after [`WRITE_STALL_TIMEOUT`] without progress.
-struct StallBound {
-    stream: TcpStream,
-    stalled: Option<Pin<Box<Sleep>>>,
-}
-
-impl StallBound {
-    fn new(stream: TcpStream) -> Self {
-        Self { stream, stalled: None }
-    }
-
-    fn bound<T>(&mut self, cx: &mut Context<'_>, write: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if write.is_ready() {
-            self.stalled = None;
-            return write;
-        }
-        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL_TIMEOUT)));
-        ready!(stalled.as_mut().poll(cx));
-        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading its answer")))
-    }
-}
-
-impl AsyncRead for StallBound {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for StallBound {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let write = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.bound(cx, write)
-    }
-
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        let write = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        self.bound(cx, write)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let flush = Pin::new(&mut self.stream).poll_flush(cx);
-        self.bound(cx, flush)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let shutdown = Pin::new(&mut self.stream).poll_shutdown(cx);
-        self.bound(cx, shutdown)
-    }
 }
 
 /// Accept failures come in runs (a descriptor shortage lasts): one line per
@@ -269,7 +262,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn past_the_connection_bound_a_client_waits_for_a_slot_instead_of_taking_memory() {
+    async fn past_the_connection_bound_the_oldest_idle_connection_makes_room_so_a_probe_is_answered_at_once() {
         let (addr, _stop) = started().await;
         let mut held = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
@@ -279,10 +272,38 @@ mod tests {
         let answer = health(addr).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(
-            since.elapsed() >= HEADER_READ_TIMEOUT,
+            since.elapsed() < HEADER_READ_TIMEOUT / 10,
             "answered after {:?}, while {MAX_CONNECTIONS} connections were held",
             since.elapsed()
         );
+        // The room was the oldest connection's, and only its: still at most MAX_CONNECTIONS.
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(1), held[0].read_to_end(&mut rest))
+            .await
+            .expect("the oldest slow client was closed")
+            .unwrap();
+        let mut byte = [0u8; 1];
+        let next = tokio::time::timeout(Duration::from_secs(1), held[1].read(&mut byte)).await;
+        assert!(next.is_err(), "the next oldest is still open: {next:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_answering_a_request_is_not_closed_to_make_room() {
+        let (addr, _stop) = started().await;
+        let mut answering = TcpStream::connect(addr).await.unwrap();
+        answering.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut held = Vec::new();
+        for _ in 1..MAX_CONNECTIONS {
+            held.push(half_a_request(addr).await);
+        }
+        // The room is a slow client's: the answering one would free its slot only at its end, 10 s on.
+        let since = Instant::now();
+        assert!(health(addr).await.starts_with("HTTP/1.1 200"));
+        assert!(since.elapsed() < Duration::from_secs(5), "answered after {:?}", since.elapsed());
+        let mut answer = String::new();
+        answering.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("done\n"), "{answer}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -330,6 +351,20 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(lines, 6, "one line per {ACCEPT_FAILURE_LOG_INTERVAL:?} over a minute");
+    }
+
+    #[test]
+    fn the_list_of_open_connections_forgets_those_that_ended() {
+        let mut open = VecDeque::new();
+        let live: Vec<_> = (0..3).map(|_| Arc::new(Tracked::default())).collect();
+        for tracked in &live {
+            remember(&mut open, tracked);
+        }
+        for _ in 0..10 * MAX_CONNECTIONS {
+            remember(&mut open, &Arc::new(Tracked::default()));
+        }
+        assert!(open.len() <= 2 * MAX_CONNECTIONS, "{} entries", open.len());
+        assert_eq!(open.iter().take(3).filter(|t| t.strong_count() > 0).count(), 3, "the live ones are kept, oldest first");
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@
 //! - [`signatures`]: signatures found, trusted for a minute;
 //! - [`metrics`]: `GET /metrics`; [`log`]: JSON lines on stdout;
 //! - [`shutdown`]: SIGTERM, the drain, the bounded stop;
-//! - [`connections`]: accepting, with bounds on slow and idle clients.
+//! - [`connections`]: accepting, with bounds on slow and idle clients;
+//!   [`stall`]: on clients that stop reading.
 //!
 //! This module is the HTTP edge: settings, axum routes, and tower layers
 //! bounding body size and request time.
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod refusal;
 pub mod shutdown;
 pub mod signatures;
+pub mod stall;
 pub mod verifier;
 
 use std::net::SocketAddr;
