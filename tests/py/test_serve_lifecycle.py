@@ -168,3 +168,26 @@ def test_clients_holding_half_sent_heads_do_not_hold_up_the_stop_or_cut_off_what
         c.settimeout(5)
         assert c.recv(1) == b"", "a half-sent head is closed at the stop, without an answer"
         c.close()
+
+
+def test_past_the_connection_bound_slow_clients_make_room_for_the_probe_and_a_verification(world, serve):
+    # 600 clients that send half a request head and wait, more than the 512
+    # connections served at once. The kubelet's liveness probe (1 s timeout)
+    # and a promotion used to wait behind them for the head timeout (30 s).
+    import socket
+
+    world.publish()
+    s = serve(*allow(world))
+    body = stage_body(world)
+    slow_clients = []
+    try:
+        for _ in range(600):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(b"POST /verify HTTP/1.1\r\nHost: x\r\n")
+            slow_clients.append(c)
+        assert s.request("GET", "/healthz", timeout=1)[0] == 200
+        assert s.verify(body)[0] == 200
+    finally:
+        for c in slow_clients:
+            c.close()
+    assert s.proc.poll() is None
