@@ -254,15 +254,14 @@ impl Writer<'_> {
             result = &mut landing => result,
             () = self.cancel.cancelled() => match tokio::time::timeout(LANDING_AFTER_CANCEL, &mut landing).await {
                 Ok(result) => result,
-                Err(_) => Err(GitOpsError::Cancelled {
-                    repo: repo.to_owned(),
-                    reason: self.cancel.reason().unwrap_or("request"),
-                    when: format!(
+                Err(_) => Err(self.cancelled(
+                    repo,
+                    &format!(
                         "while {} was being moved to {commit}; the update was sent and may have been applied (a re-run finds it \
                          and commits nothing twice)",
                         self.branch
                     ),
-                }),
+                )),
             },
         }
     }
